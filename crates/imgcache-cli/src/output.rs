@@ -1,0 +1,249 @@
+//! Human and JSON renderings of command results.
+
+use std::io::{self, Write};
+use std::path::Path;
+
+use anyhow::Result;
+use imgcache::{Archive, Error, FileReport, Level, Problem};
+use serde::Serialize;
+
+fn print_json(value: &impl Serialize) -> Result<()> {
+    let mut out = io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// Sizes as engines print them (decimal units).
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u < UNITS.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn problem_line(p: &Problem) -> String {
+    let mut where_ = Vec::new();
+    if let Some(l) = p.layer {
+        where_.push(format!("layer {l}"));
+    }
+    if let Some(e) = &p.entry {
+        where_.push(format!("entry {e:?}"));
+    }
+    let at = if where_.is_empty() {
+        String::new()
+    } else {
+        format!(" [{}]", where_.join(", "))
+    };
+    format!(
+        "{}: {p}{at}",
+        serde_json::to_value(p.check)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    )
+}
+
+#[derive(Serialize)]
+struct VerifyDoc<'a> {
+    ok: bool,
+    level: Level,
+    files: &'a [FileReport],
+}
+
+pub fn verify(reports: &[FileReport], level: Level, json: bool) -> Result<()> {
+    if json {
+        return print_json(&VerifyDoc {
+            ok: reports.iter().all(|r| r.ok),
+            level,
+            files: reports,
+        });
+    }
+    let mut out = io::stdout().lock();
+    let level_name = match level {
+        Level::Fast => "fast",
+        Level::Deep => "deep",
+    };
+    for r in reports {
+        let verdict = if r.ok { "OK" } else { "FAILED" };
+        let dialect = r
+            .dialect
+            .map(|d| {
+                format!(
+                    ", {}",
+                    serde_json::to_value(d)
+                        .unwrap_or_default()
+                        .as_str()
+                        .unwrap_or("")
+                )
+            })
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "{verdict:<6} {} ({level_name}{dialect})",
+            r.path.display()
+        )?;
+        if let Some(e) = &r.error {
+            writeln!(out, "       error {}", problem_line(e))?;
+        }
+        for img in &r.images {
+            let id = img
+                .image_id
+                .map_or("unknown image ID".to_string(), |d| d.to_string());
+            let tags = if img.tags.is_empty() {
+                "<no tags>".to_string()
+            } else {
+                img.tags.join(", ")
+            };
+            let platform = img
+                .platform
+                .as_ref()
+                .map_or("?".to_string(), |p| p.to_string());
+            writeln!(
+                out,
+                "       {id}  {tags}  {platform}  {} layers  {}",
+                img.layer_count,
+                human_size(img.size)
+            )?;
+            for f in &img.failures {
+                writeln!(out, "         fail  {}", problem_line(f))?;
+            }
+            for w in &img.warnings {
+                writeln!(out, "         warn  {}", problem_line(w))?;
+            }
+        }
+        for w in &r.warnings {
+            writeln!(out, "       warn  {}", problem_line(w))?;
+        }
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct InspectDoc<'a> {
+    path: &'a Path,
+    dialect: imgcache::Dialect,
+    compression: imgcache::Compression,
+    images: &'a [imgcache::ArchiveImage],
+    warnings: &'a [Problem],
+    totals: Totals,
+}
+
+#[derive(Serialize)]
+struct Totals {
+    images: usize,
+    layers: usize,
+    /// Stored bytes of all layers of all images (shared layers counted once per image).
+    layer_bytes: u64,
+    file_bytes: u64,
+}
+
+pub fn inspect(a: &Archive, json: bool) -> Result<()> {
+    let totals = Totals {
+        images: a.images.len(),
+        layers: a.images.iter().map(|i| i.layers.len()).sum(),
+        layer_bytes: a.images.iter().map(|i| i.stored_size()).sum(),
+        file_bytes: std::fs::metadata(a.path()).map(|m| m.len()).unwrap_or(0),
+    };
+    if json {
+        return print_json(&InspectDoc {
+            path: a.path(),
+            dialect: a.dialect,
+            compression: a.compression(),
+            images: &a.images,
+            warnings: &a.warnings,
+            totals,
+        });
+    }
+    let mut out = io::stdout().lock();
+    let name = |v: serde_json::Value| v.as_str().unwrap_or("").to_owned();
+    writeln!(out, "{}", a.path().display())?;
+    writeln!(
+        out,
+        "  dialect {}, archive compression {}, {} image(s), {} layers, {} in layers, {} file",
+        name(serde_json::to_value(a.dialect)?),
+        name(serde_json::to_value(a.compression())?),
+        totals.images,
+        totals.layers,
+        human_size(totals.layer_bytes),
+        human_size(totals.file_bytes)
+    )?;
+    for img in &a.images {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "  image    {}",
+            img.id().map_or("unknown".into(), |d| d.to_string())
+        )?;
+        writeln!(
+            out,
+            "  tags     {}",
+            if img.tags.is_empty() {
+                "<none>".into()
+            } else {
+                img.tags.join(", ")
+            }
+        )?;
+        if let Some(p) = &img.platform {
+            writeln!(out, "  platform {p}")?;
+        }
+        if let Some(c) = &img.created {
+            writeln!(out, "  created  {c}")?;
+        }
+        if let Some(m) = &img.manifest_digest {
+            writeln!(out, "  manifest {m}")?;
+        }
+        writeln!(out, "  config   {}", img.config_entry)?;
+        writeln!(
+            out,
+            "  layers   {} ({})",
+            img.layers.len(),
+            human_size(img.stored_size())
+        )?;
+        for (i, l) in img.layers.iter().enumerate() {
+            let diff = l.diff_id.map_or("diff_id ?".into(), |d| d.to_string());
+            let comp = l.compression.map_or("?".into(), |c| {
+                name(serde_json::to_value(c).unwrap_or_default())
+            });
+            let size = l.size.map_or("missing".into(), human_size);
+            writeln!(out, "    {i:>3}  {diff}  {comp:<5} {size:>9}  {}", l.entry)?;
+            if let Some(b) = l.blob_digest {
+                writeln!(out, "         blob {b}")?;
+            }
+        }
+        for p in &img.problems {
+            writeln!(out, "  problem  {}", problem_line(p))?;
+        }
+    }
+    for w in &a.warnings {
+        writeln!(out, "  warn     {}", problem_line(w))?;
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct ErrorDoc<'a> {
+    ok: bool,
+    path: &'a Path,
+    error: Problem,
+}
+
+pub fn error(path: &Path, e: &Error, json: bool) -> Result<()> {
+    if json {
+        return print_json(&ErrorDoc {
+            ok: false,
+            path,
+            error: e.to_problem(),
+        });
+    }
+    eprintln!("imgcache: {e}");
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! The library's one error type, and [`Problem`]: a failed check that names where and what.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+/// Every way an imgcache operation can fail. Messages say what, where, and what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{text:?} is not a digest: expected sha256:<64 lowercase hex>")]
+    InvalidDigest { text: String },
+
+    #[error("{path}: no such file or directory")]
+    NotFound { path: PathBuf },
+
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    /// The archive itself is unusable (not an image archive, truncated, unsafe, ambiguous).
+    #[error("{path}: {problem}")]
+    Archive {
+        path: PathBuf,
+        problem: Box<Problem>,
+    },
+
+    #[error("{path}: no image matches {selector:?}; the archive holds {available}")]
+    NoSuchImage {
+        path: PathBuf,
+        selector: String,
+        available: String,
+    },
+
+    #[error("{path}: {selector:?} matches more than one image ({matches}); give a longer image ID")]
+    AmbiguousImage {
+        path: PathBuf,
+        selector: String,
+        matches: String,
+    },
+
+    #[error("invalid reference {text:?}: {reason}")]
+    InvalidReference { text: String, reason: String },
+}
+
+impl Error {
+    /// True when the failure comes from the environment (I/O, resources) rather than from a
+    /// check that said no; the CLI maps it to exit code 3.
+    pub fn is_environment(&self) -> bool {
+        matches!(self, Error::Io { .. })
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn archive(path: impl Into<PathBuf>, problem: Problem) -> Self {
+        Error::Archive {
+            path: path.into(),
+            problem: Box::new(problem),
+        }
+    }
+
+    /// This error as a [`Problem`], for reports.
+    pub fn to_problem(&self) -> Problem {
+        match self {
+            Error::Archive { problem, .. } => (**problem).clone(),
+            Error::NotFound { .. } => Problem::new(Check::NotFound, self.to_string()),
+            Error::Io { .. } => Problem::new(Check::Environment, self.to_string()),
+            _ => Problem::new(Check::NotAnArchive, self.to_string()),
+        }
+    }
+}
+
+/// Which check failed. Stable names: they appear in `--json` output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Check {
+    /// The file is not a tar archive (or not a compressed one).
+    NotAnArchive,
+    /// The archive ends before an entry or header it declares.
+    Truncated,
+    /// An entry name or link that could escape the archive, a device node, or another entry
+    /// type no image archive needs.
+    UnsafeEntry,
+    /// Two entries share a name: engines disagree on which one wins.
+    DuplicateEntry,
+    /// Neither `manifest.json` nor `index.json`.
+    NoManifest,
+    /// A JSON entry over its size cap.
+    TooLarge,
+    /// A JSON entry that does not parse, or lacks a required field.
+    InvalidJson,
+    /// A digest that is not `sha256:<64 hex>`.
+    InvalidDigest,
+    /// An entry the manifest names is missing.
+    MissingEntry,
+    /// The config's bytes do not hash to the digest it is named by.
+    ConfigDigest,
+    /// The image ID differs from the one expected (`--expect`).
+    ExpectedImageId,
+    /// A manifest's bytes do not hash to the digest the index names it by.
+    ManifestDigest,
+    /// Layer count differs from the config's diff_id count.
+    LayerCount,
+    /// A layer's stored size differs from its descriptor.
+    LayerSize,
+    /// A layer's stored bytes do not hash to its blob digest.
+    BlobDigest,
+    /// A layer's uncompressed bytes do not hash to its diff_id.
+    DiffId,
+    /// A layer's data cannot be decompressed (corrupt stream, unsupported compression).
+    LayerData,
+    /// Something that does not make the image invalid but deserves a look.
+    Warning,
+    /// The file does not exist.
+    NotFound,
+    /// The file could not be read (permissions, I/O error): not a verdict on its content.
+    Environment,
+}
+
+/// One failed check: what, where, expected and found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub check: Check,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entry: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub found: Option<String>,
+}
+
+impl Problem {
+    pub fn new(check: Check, message: impl Into<String>) -> Self {
+        Self {
+            check,
+            message: message.into(),
+            entry: None,
+            layer: None,
+            expected: None,
+            found: None,
+        }
+    }
+
+    pub fn entry(mut self, name: impl Into<String>) -> Self {
+        self.entry = Some(name.into());
+        self
+    }
+
+    pub fn layer(mut self, index: usize) -> Self {
+        self.layer = Some(index);
+        self
+    }
+
+    pub fn mismatch(mut self, expected: impl ToString, found: impl ToString) -> Self {
+        self.expected = Some(expected.to_string());
+        self.found = Some(found.to_string());
+        self
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let (Some(e), Some(g)) = (&self.expected, &self.found) {
+            write!(f, " (expected {e}, found {g})")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,38 @@
+//! imgcache: a container-image cache that knows an image by its content digest.
+//!
+//! The image ID (sha256 of the config blob) is the one identity every archive dialect and
+//! every engine can produce. This crate reads image archives of every dialect
+//! ([`Archive`]), and verifies them ([`verify_file`]) at two levels:
+//!
+//! - [`Level::Fast`] reads tar headers and the small JSON entries only (kilobytes, whatever
+//!   the image size): it catches truncation, a swapped or edited config, missing layers.
+//! - [`Level::Deep`] also decompresses and hashes every layer, in parallel, in bounded memory:
+//!   it catches any changed byte.
+//!
+//! ```no_run
+//! use imgcache::{verify_file, ImageId, Level, VerifyOptions};
+//!
+//! let expect = ImageId::parse_user(
+//!     "sha256:0b6a0d4f0e7b0f8c4ea3d8a3e5b3f1f6a0e6c4b7f7e6a9c1e2d3f4a5b6c7d8e9",
+//! )?;
+//! let opts = VerifyOptions { level: Level::Fast, expect: Some(expect), image: None };
+//! let report = verify_file("kicbase.tar".as_ref(), &opts);
+//! if !report.ok {
+//!     // Remove the cached tarball and fetch it again.
+//! }
+//! # Ok::<(), imgcache::Error>(())
+//! ```
+
+pub mod archive;
+pub mod compression;
+pub mod digest;
+pub mod error;
+pub mod reference;
+pub mod verify;
+
+pub use archive::{Archive, ArchiveImage, Dialect, Layer, Platform};
+pub use compression::Compression;
+pub use digest::{BlobDigest, DiffId, Digest, ImageId};
+pub use error::{Check, Error, Problem};
+pub use reference::Reference;
+pub use verify::{FileReport, ImageReport, Level, VerifyOptions, verify_file, verify_paths};
