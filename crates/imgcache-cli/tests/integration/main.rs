@@ -1,0 +1,9 @@
+//! Integration tests of the `imgcache` binary: one test binary, per-test temp dirs.
+//!
+//! Tests that need real components (registries, engines, tarballs made by real tools) read the
+//! environment that `scripts/testenv/up.sh` writes (`$IMGCACHE_TESTENV/env.sh`); run them with
+//! `scripts/test.sh`, which starts everything and stops it afterwards.
+
+mod support;
+
+mod archives;
