@@ -113,6 +113,14 @@ impl ArchiveImage {
         self.image_id.or(self.claimed_image_id)
     }
 
+    fn add_tags(&mut self, tags: Vec<String>) {
+        for t in tags {
+            if !self.tags.contains(&t) {
+                self.tags.push(t);
+            }
+        }
+    }
+
     /// Sum of the stored layer sizes.
     pub fn stored_size(&self) -> u64 {
         self.layers.iter().filter_map(|l| l.size).sum()
@@ -235,18 +243,13 @@ impl Archive {
         // manifest.json items: tags for the OCI images they match, or images of their own.
         for item in &legacy {
             let tags = item.repo_tags.clone().unwrap_or_default();
+            let config_entry = normalize_name(&item.config);
             let existing = self
                 .images
                 .iter_mut()
-                .find(|img| img.config_entry == item.config);
+                .find(|img| img.config_entry == config_entry);
             match existing {
-                Some(img) => {
-                    for t in tags {
-                        if !img.tags.contains(&t) {
-                            img.tags.push(t);
-                        }
-                    }
-                }
+                Some(img) => img.add_tags(tags),
                 None => {
                     let img = self.read_legacy_item(item, &mut referenced);
                     self.images.push(img);
@@ -433,8 +436,17 @@ impl Archive {
                             .entry(&entry),
                         )
                     })?;
-                    let img =
-                        self.read_oci_manifest(&manifest, BlobDigest(digest), tags, referenced);
+                    // The same manifest under several names is one image with several tags.
+                    let known = BlobDigest(digest);
+                    if let Some(img) = self
+                        .images
+                        .iter_mut()
+                        .find(|i| i.manifest_digest == Some(known))
+                    {
+                        img.add_tags(tags);
+                        continue;
+                    }
+                    let img = self.read_oci_manifest(&manifest, known, tags, referenced);
                     self.images.push(img);
                 }
             }
