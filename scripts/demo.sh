@@ -41,12 +41,15 @@ step "a truncated copy in the same cache directory is caught (exit 1); verify ta
 head -c 1000000 "$CACHE/busybox_v1.tar" >"$CACHE/busybox_v1-partial.tar"
 "$IMGCACHE" verify "$CACHE" && exit 1 || echo "exit code $? (1 = a check said no)"
 
-step "load into dockerd only when it lacks image $EXPECT"
+step "load into dockerd only when it lacks image $EXPECT (twice: the second run has nothing to do)"
+docker image rm -f "$REF" >/dev/null 2>&1 || true
+for _ in 1 2; do
 if docker image inspect "$EXPECT" >/dev/null 2>&1; then
   echo "dockerd already has $EXPECT: nothing to do"
 else
   docker load -q -i "$CACHE/busybox_v1.tar"
 fi
+done
 GOT="$(docker image inspect -f '{{.Id}}' "$REF")"
 echo "dockerd reports $GOT"
 [ "$GOT" = "$EXPECT" ] && echo "same image ID: done"

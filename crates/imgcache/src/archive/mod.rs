@@ -11,7 +11,7 @@ mod tar;
 use std::collections::HashSet;
 use std::path::Path;
 
-use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType};
+use oci_spec::image::{Descriptor, ImageConfiguration, ImageManifest, MediaType};
 use serde::{Deserialize, Serialize};
 
 use crate::compression::Compression;
@@ -113,9 +113,11 @@ impl ArchiveImage {
         self.image_id.or(self.claimed_image_id)
     }
 
+    /// Adds tags not already present under another spelling (`busybox:v1` and
+    /// `docker.io/library/busybox:v1` are one tag).
     fn add_tags(&mut self, tags: Vec<String>) {
         for t in tags {
-            if !self.tags.contains(&t) {
+            if !self.tags.iter().any(|have| tag_matches(have, &t)) {
                 self.tags.push(t);
             }
         }
@@ -135,6 +137,14 @@ pub struct Archive {
     pub images: Vec<ArchiveImage>,
     /// Problems that do not make any image invalid (unreferenced entries, missing end marker).
     pub warnings: Vec<Problem>,
+}
+
+/// The part of an OCI index (or Docker manifest list) that names images. Docker 25.0.0 and
+/// 25.0.1 write `"manifests": null` when saving by ID (moby#47210), so null reads as empty.
+#[derive(Deserialize)]
+struct IndexManifests {
+    #[serde(default)]
+    manifests: Option<Vec<Descriptor>>,
 }
 
 /// `manifest.json` of docker-archive-like dialects: one item per image.
@@ -211,7 +221,7 @@ impl Archive {
                 referenced.insert(name.into());
             }
             let bytes = self.read_json_entry("index.json", MAX_MANIFEST_BYTES)?;
-            let index: ImageIndex = serde_json::from_slice(&bytes).map_err(|e| {
+            let index: IndexManifests = serde_json::from_slice(&bytes).map_err(|e| {
                 self.fail(
                     Problem::new(
                         Check::InvalidJson,
@@ -303,7 +313,11 @@ impl Archive {
             }
             // Metadata docker-archive writers put beside the images.
             let base = e.name.rsplit('/').next().unwrap_or("");
-            if matches!(e.name.as_str(), "repositories" | "oci-layout")
+            // Docker's classic store also writes each layer's legacy v1 JSON as a blob.
+            let legacy_blob =
+                self.dialect == Dialect::DockerCombined && e.name.starts_with("blobs/");
+            if legacy_blob
+                || matches!(e.name.as_str(), "repositories" | "oci-layout")
                 || base == "VERSION"
                 || base == "json"
             {
@@ -375,7 +389,7 @@ impl Archive {
     /// apply to each of its platform images.
     fn read_oci_index(
         &mut self,
-        index: &ImageIndex,
+        index: &IndexManifests,
         depth: usize,
         parent_tags: &[String],
         referenced: &mut HashSet<String>,
@@ -386,7 +400,7 @@ impl Archive {
                 format!("indexes nest deeper than {MAX_INDEX_DEPTH} levels"),
             )));
         }
-        for desc in index.manifests() {
+        for desc in index.manifests.iter().flatten() {
             if let Some(p) = desc.platform()
                 && p.os().to_string() == "unknown"
                 && p.architecture().to_string() == "unknown"
@@ -462,7 +476,7 @@ impl Archive {
         tags: &[String],
         referenced: &mut HashSet<String>,
     ) -> Result<(), Error> {
-        let nested: ImageIndex = serde_json::from_slice(bytes).map_err(|e| {
+        let nested: IndexManifests = serde_json::from_slice(bytes).map_err(|e| {
             self.fail(
                 Problem::new(
                     Check::InvalidJson,

@@ -102,11 +102,17 @@ impl TarIndex {
                 }
                 break; // ended on a block boundary without the closing zero blocks
             }
+            if n < header_buf.len() && pos == 0 {
+                return Err(bad(
+                    Check::NotAnArchive,
+                    format!("not a tar archive (only {n} bytes, less than one tar header)"),
+                ));
+            }
             if n < header_buf.len() {
                 return Err(bad(
                     Check::Truncated,
                     format!(
-                        "truncated inside a tar header at offset {pos} (only {n} of 512 bytes)"
+                        "the archive ends inside the tar header at offset {pos} (only {n} of 512 bytes)"
                     ),
                 ));
             }
@@ -395,7 +401,7 @@ fn skip_exact(src: &mut dyn BlockSource, n: u64, end: u64) -> Result<(), WalkErr
     if got < n {
         return Err(bad(
             Check::Truncated,
-            format!("truncated: the archive ends before offset {end}"),
+            format!("the archive ends before offset {end}"),
         ));
     }
     Ok(())
@@ -404,9 +410,7 @@ fn skip_exact(src: &mut dyn BlockSource, n: u64, end: u64) -> Result<(), WalkErr
 fn truncated_entry(what: &str, offset: u64, size: u64, end: u64) -> WalkError {
     bad(
         Check::Truncated,
-        format!(
-            "truncated: {what} declares {size} bytes at offset {offset}, but the archive ends at {end}"
-        ),
+        format!("{what} declares {size} bytes at offset {offset}, but the archive ends at {end}"),
     )
 }
 
