@@ -5,12 +5,15 @@
 
 mod output;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
-use imgcache::{Archive, ImageId, Level, VerifyOptions, verify_paths};
+use imgcache::cache::{CacheOptions, PullOptions, default_root};
+use imgcache::registry::Credentials;
+use imgcache::{Archive, Cache, Error, ImageId, Level, PlatformSpec, VerifyOptions};
 
 #[derive(Parser)]
 #[command(
@@ -22,23 +25,77 @@ struct Cli {
     /// Print one JSON document on stdout instead of human text.
     #[arg(long, global = true)]
     json: bool,
+    /// The cache directory [default: $IMGCACHE_HOME, else $XDG_CACHE_HOME/imgcache, else ~/.cache/imgcache]
+    #[arg(long, global = true, value_name = "DIR")]
+    root: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Check image archives: is each the image expected, and intact?
+    /// Pull an image from a registry into the cache.
+    Pull(PullArgs),
+    /// Check image archives (FILE or DIR) or a cached image (REF): the image expected, intact?
     Verify(VerifyArgs),
-    /// Show what an image archive holds.
+    /// Show what an image archive (FILE) or a cached image (REF) holds.
     Inspect(InspectArgs),
+    /// List cached images.
+    Ls,
+    /// Drop a reference from the cache (its blobs stay until prune).
+    Rm {
+        #[arg(value_name = "REF")]
+        reference: String,
+    },
+    /// Remove blobs no reference needs; --max-size evicts least recently used images first.
+    Prune {
+        /// e.g. 10G, 500M, 1048576 (bytes)
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        max_size: Option<u64>,
+    },
+    /// Check the cache: missing, corrupt and unreferenced blobs.
+    Fsck {
+        /// Re-hash every blob.
+        #[arg(long)]
+        deep: bool,
+        /// Rebuild index records from stored manifests and remove corrupt blobs.
+        #[arg(long)]
+        repair: bool,
+    },
+}
+
+#[derive(Args)]
+struct RegistryArgs {
+    /// Allow plain http and unverified TLS for every registry.
+    #[arg(long)]
+    insecure: bool,
+    /// USER:PASSWORD for the registry (else Docker's and Podman's credential files are used).
+    #[arg(long, value_name = "USER:PASSWORD")]
+    creds: Option<String>,
+    /// An extra CA certificate (PEM) to trust.
+    #[arg(long, value_name = "FILE")]
+    ca_cert: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+struct PullArgs {
+    #[arg(value_name = "REF")]
+    reference: String,
+    /// os/arch[/variant] to pull from a multi-platform image [default: this machine's]
+    #[arg(long, value_name = "PLATFORM", value_parser = parse_platform)]
+    platform: Option<PlatformSpec>,
+    /// Answer from the cache only; never touch the network.
+    #[arg(long)]
+    offline: bool,
+    #[command(flatten)]
+    registry: RegistryArgs,
 }
 
 #[derive(Args)]
 struct VerifyArgs {
-    /// Archive files, or directories whose files are all checked (in parallel).
-    #[arg(required = true, value_name = "FILE|DIR")]
-    paths: Vec<PathBuf>,
+    /// Archive files, directories whose files are all checked, or one cached reference.
+    #[arg(required = true, value_name = "FILE|DIR|REF")]
+    targets: Vec<String>,
     /// Also decompress and hash every layer (reads every byte).
     #[arg(long)]
     deep: bool,
@@ -48,17 +105,47 @@ struct VerifyArgs {
     /// Check only the image with this tag or image ID (for archives holding several).
     #[arg(long, value_name = "REF|IMAGE_ID")]
     image: Option<String>,
+    /// Do not use or record remembered deep verifications of unchanged files.
+    #[arg(long)]
+    no_memo: bool,
 }
 
 #[derive(Args)]
 struct InspectArgs {
-    /// Archive file.
-    #[arg(value_name = "FILE")]
-    path: PathBuf,
+    #[arg(value_name = "FILE|REF")]
+    target: String,
 }
 
 fn parse_image_id(s: &str) -> Result<ImageId, String> {
     ImageId::parse_user(s).map_err(|e| e.to_string())
+}
+
+fn parse_platform(s: &str) -> Result<PlatformSpec, String> {
+    PlatformSpec::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => {
+            let unit = t[i..].to_ascii_uppercase();
+            let m: u64 = match unit.trim_end_matches(['B', 'I']) {
+                "" => 1,
+                "K" => 1 << 10,
+                "M" => 1 << 20,
+                "G" => 1 << 30,
+                "T" => 1 << 40,
+                _ => return Err(format!("unknown size unit in {s:?} (use K, M, G or T)")),
+            };
+            (&t[..i], m)
+        }
+        None => (t, 1),
+    };
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size"))?;
+    Ok((n * mult as f64) as u64)
 }
 
 /// Exit codes of the CLI contract.
@@ -68,31 +155,109 @@ pub(crate) mod exit {
     pub const ENVIRONMENT: u8 = 3;
 }
 
-fn main() -> ExitCode {
+#[tokio::main]
+async fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("IMGCACHE_LOG"))
         .with_writer(std::io::stderr)
         .init();
-    match run(&cli) {
+    match run(&cli).await {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
+            let code = match e.downcast_ref::<Error>() {
+                Some(err) if !err.is_environment() => exit::CHECK_FAILED,
+                _ => exit::ENVIRONMENT,
+            };
+            if cli.json {
+                output::error_json(&e);
+            }
             eprintln!("imgcache: {e:#}");
-            ExitCode::from(exit::ENVIRONMENT)
+            ExitCode::from(code)
         }
     }
 }
 
-fn run(cli: &Cli) -> Result<u8> {
+fn cache_options(cli: &Cli, registry: Option<&RegistryArgs>) -> Result<CacheOptions> {
+    let root = cli.root.clone().unwrap_or_else(default_root);
+    let mut opts = CacheOptions::new(&root);
+    if let Some(r) = registry {
+        opts.registry.insecure = r.insecure;
+        opts.registry.ca_certs.extend(r.ca_cert.iter().cloned());
+        if let Some(c) = &r.creds {
+            let creds = Credentials::parse(c)
+                .ok_or_else(|| anyhow::anyhow!("--creds takes USER:PASSWORD"))?;
+            opts.registry.creds = Some(creds);
+        }
+    }
+    Ok(opts)
+}
+
+fn open_cache(cli: &Cli, registry: Option<&RegistryArgs>) -> Result<Cache> {
+    Ok(Cache::open_with(cache_options(cli, registry)?)?)
+}
+
+/// `verify` and `inspect` take files or a reference: an existing path is a file.
+fn is_file_target(t: &str) -> bool {
+    Path::new(t).exists()
+        || t.starts_with('.')
+        || t.starts_with('/')
+        || t.ends_with(".tar")
+        || t.ends_with(".tar.gz")
+}
+
+async fn run(cli: &Cli) -> Result<u8> {
     match &cli.command {
+        Command::Pull(args) => {
+            let cache = open_cache(cli, Some(&args.registry))?;
+            let progress = output::PullProgress::new(cli.json);
+            let opts = PullOptions {
+                platform: args.platform.clone(),
+                offline: args.offline,
+                progress: progress.callback().map(|f| Arc::new(f) as _),
+            };
+            let report = cache.pull(&args.reference, &opts).await;
+            progress.finish();
+            output::pull(&report?, cli.json)?;
+            Ok(exit::OK)
+        }
         Command::Verify(args) => {
+            let level = if args.deep { Level::Deep } else { Level::Fast };
             let opts = VerifyOptions {
-                level: if args.deep { Level::Deep } else { Level::Fast },
+                level,
                 expect: args.expect,
                 image: args.image.clone(),
             };
-            let reports = verify_paths(&args.paths, &opts);
-            output::verify(&reports, opts.level, cli.json)?;
+            if args.targets.len() == 1 && !is_file_target(&args.targets[0]) {
+                let cache = open_cache(cli, None)?;
+                let mut report = cache.verify(&args.targets[0], level)?;
+                if let Some(expect) = args.expect
+                    && report.image_id != Some(expect)
+                {
+                    report.failures.push(
+                        imgcache::Problem::new(
+                            imgcache::Check::ExpectedImageId,
+                            "the cached image is not the one expected",
+                        )
+                        .mismatch(
+                            expect,
+                            report.image_id.map_or("unknown".into(), |d| d.to_string()),
+                        ),
+                    );
+                    report.ok = false;
+                }
+                output::verify_ref(&args.targets[0], &report, level, cli.json)?;
+                return Ok(if report.ok {
+                    exit::OK
+                } else {
+                    exit::CHECK_FAILED
+                });
+            }
+            let paths: Vec<PathBuf> = args.targets.iter().map(PathBuf::from).collect();
+            let root = cli.root.clone().unwrap_or_else(default_root);
+            let memo = (level == Level::Deep && !args.no_memo).then_some(root.as_path());
+            let reports = imgcache::verify::verify_paths_memo(&paths, &opts, memo);
+            output::verify(&reports, level, cli.json)?;
             Ok(if reports.iter().all(|r| r.ok) {
                 exit::OK
             } else if reports.iter().any(|r| r.is_environment_error()) {
@@ -101,19 +266,61 @@ fn run(cli: &Cli) -> Result<u8> {
                 exit::CHECK_FAILED
             })
         }
-        Command::Inspect(args) => match Archive::open(&args.path) {
-            Ok(archive) => {
-                output::inspect(&archive, cli.json)?;
-                Ok(exit::OK)
+        Command::Inspect(args) => {
+            if !is_file_target(&args.target) {
+                let cache = open_cache(cli, None)?;
+                output::inspect_ref(&cache.inspect(&args.target)?, cli.json)?;
+                return Ok(exit::OK);
             }
-            Err(e) => {
-                output::error(&args.path, &e, cli.json)?;
-                Ok(if e.is_environment() {
-                    exit::ENVIRONMENT
-                } else {
-                    exit::CHECK_FAILED
-                })
+            let path = Path::new(&args.target);
+            match Archive::open(path) {
+                Ok(archive) => {
+                    output::inspect(&archive, cli.json)?;
+                    Ok(exit::OK)
+                }
+                Err(e) => {
+                    output::error(path, &e, cli.json)?;
+                    Ok(if e.is_environment() {
+                        exit::ENVIRONMENT
+                    } else {
+                        exit::CHECK_FAILED
+                    })
+                }
             }
-        },
+        }
+        Command::Ls => {
+            let cache = open_cache(cli, None)?;
+            output::ls(&cache.ls()?, cli.json)?;
+            Ok(exit::OK)
+        }
+        Command::Rm { reference } => {
+            let cache = open_cache(cli, None)?;
+            let n = cache.rm(reference)?;
+            output::simple(
+                &serde_json::json!({"ok": true, "removed": reference, "records": n}),
+                &format!("removed {reference}"),
+                cli.json,
+            )?;
+            Ok(exit::OK)
+        }
+        Command::Prune { max_size } => {
+            let cache = open_cache(cli, None)?;
+            let r = cache.prune(*max_size)?;
+            let text = format!(
+                "removed {} blobs ({}), {} images, evicted {} references",
+                r.blobs_removed,
+                output::human_size(r.bytes_freed),
+                r.images_removed,
+                r.references_evicted.len()
+            );
+            output::simple(&r, &text, cli.json)?;
+            Ok(exit::OK)
+        }
+        Command::Fsck { deep, repair } => {
+            let cache = open_cache(cli, None)?;
+            let r = cache.fsck(*deep, *repair)?;
+            output::fsck(&r, cli.json)?;
+            Ok(if r.ok { exit::OK } else { exit::CHECK_FAILED })
+        }
     }
 }

@@ -247,3 +247,229 @@ pub fn error(path: &Path, e: &Error, json: bool) -> Result<()> {
     eprintln!("imgcache: {e}");
     Ok(())
 }
+
+/// A progress bar on stderr while pulling, only when stderr is a terminal and not --json.
+pub struct PullProgress {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl PullProgress {
+    pub fn new(json: bool) -> Self {
+        use std::io::IsTerminal;
+        let bar = (!json && io::stderr().is_terminal()).then(|| {
+            let b = indicatif::ProgressBar::new(0);
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} {bytes}/{total_bytes} {bytes_per_sec} {wide_bar} {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            b
+        });
+        Self { bar }
+    }
+
+    pub fn callback(
+        &self,
+    ) -> Option<impl Fn(imgcache::cache::ProgressEvent) + Send + Sync + 'static> {
+        let bar = self.bar.clone()?;
+        Some(move |e: imgcache::cache::ProgressEvent| match e {
+            imgcache::cache::ProgressEvent::Started {
+                size, resumed_at, ..
+            } => {
+                bar.inc_length(size);
+                bar.inc(resumed_at);
+            }
+            imgcache::cache::ProgressEvent::Bytes { bytes, .. } => bar.inc(bytes),
+            imgcache::cache::ProgressEvent::Done { .. } => {}
+        })
+    }
+
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+pub fn pull(r: &imgcache::cache::PullReport, json: bool) -> Result<()> {
+    if json {
+        return print_json(r);
+    }
+    let mut out = io::stdout().lock();
+    writeln!(out, "{}", r.reference)?;
+    writeln!(out, "  image ID     {}", r.image_id)?;
+    writeln!(out, "  digest       {}", r.distribution_digest)?;
+    if r.distribution_digest != r.manifest_digest {
+        writeln!(out, "  manifest     {} ({})", r.manifest_digest, r.platform)?;
+    }
+    let source = if r.from_cache {
+        " (from the cache, no network)"
+    } else {
+        ""
+    };
+    writeln!(
+        out,
+        "  fetched      {} in {} blobs, reused {} in {} blobs{source}",
+        human_size(r.bytes_fetched),
+        r.blobs_fetched,
+        human_size(r.bytes_reused),
+        r.blobs_reused
+    )?;
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct VerifyRefDoc<'a> {
+    ok: bool,
+    level: Level,
+    reference: &'a str,
+    image: &'a imgcache::ImageReport,
+}
+
+pub fn verify_ref(
+    reference: &str,
+    r: &imgcache::ImageReport,
+    level: Level,
+    json: bool,
+) -> Result<()> {
+    if json {
+        return print_json(&VerifyRefDoc {
+            ok: r.ok,
+            level,
+            reference,
+            image: r,
+        });
+    }
+    let mut out = io::stdout().lock();
+    let verdict = if r.ok { "OK" } else { "FAILED" };
+    let level = if level == Level::Deep { "deep" } else { "fast" };
+    writeln!(out, "{verdict:<6} {reference} ({level}, cache)")?;
+    let id = r
+        .image_id
+        .map_or("unknown image ID".to_string(), |d| d.to_string());
+    writeln!(
+        out,
+        "       {id}  {} layers  {}",
+        r.layer_count,
+        human_size(r.size)
+    )?;
+    for f in &r.failures {
+        writeln!(out, "         fail  {}", problem_line(f))?;
+    }
+    Ok(())
+}
+
+pub fn inspect_ref(img: &imgcache::cache::CachedImage, json: bool) -> Result<()> {
+    if json {
+        return print_json(img);
+    }
+    let mut out = io::stdout().lock();
+    let e = &img.entry;
+    writeln!(out, "{}", e.reference)?;
+    writeln!(out, "  image    {}", e.image_id)?;
+    writeln!(out, "  platform {}", e.platform)?;
+    if let Some(c) = &img.created {
+        writeln!(out, "  created  {c}")?;
+    }
+    if let Some(i) = &e.index_digest {
+        writeln!(out, "  index    {i}")?;
+    }
+    writeln!(out, "  manifest {} ({})", e.manifest_digest, img.media_type)?;
+    writeln!(
+        out,
+        "  layers   {} ({} with manifest and config)",
+        img.layers.len(),
+        human_size(e.size)
+    )?;
+    for (i, l) in img.layers.iter().enumerate() {
+        let diff = l.diff_id.map_or("diff_id ?".into(), |d| d.to_string());
+        let present = if l.present { "" } else { "  MISSING" };
+        writeln!(
+            out,
+            "    {i:>3}  {}  {:>9}  diff_id {diff}{present}",
+            l.digest,
+            human_size(l.size)
+        )?;
+    }
+    Ok(())
+}
+
+pub fn ls(entries: &[imgcache::cache::ListEntry], json: bool) -> Result<()> {
+    if json {
+        return print_json(&serde_json::json!({ "images": entries }));
+    }
+    let mut out = io::stdout().lock();
+    writeln!(
+        out,
+        "{:<50} {:<12} {:<16} {:>9}  LAST USED",
+        "REFERENCE", "IMAGE ID", "PLATFORM", "SIZE"
+    )?;
+    for e in entries {
+        writeln!(
+            out,
+            "{:<50} {:<12} {:<16} {:>9}  {}",
+            e.reference,
+            e.image_id.0.short(),
+            e.platform,
+            human_size(e.size),
+            ago(e.last_used)
+        )?;
+    }
+    Ok(())
+}
+
+fn ago(ts: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let s = (now - ts).max(0);
+    match s {
+        0..60 => format!("{s} seconds ago"),
+        60..3600 => format!("{} minutes ago", s / 60),
+        3600..86400 => format!("{} hours ago", s / 3600),
+        _ => format!("{} days ago", s / 86400),
+    }
+}
+
+pub fn simple(value: &impl Serialize, text: &str, json: bool) -> Result<()> {
+    if json {
+        return print_json(value);
+    }
+    println!("{text}");
+    Ok(())
+}
+
+pub fn fsck(r: &imgcache::cache::FsckReport, json: bool) -> Result<()> {
+    if json {
+        return print_json(r);
+    }
+    let mut out = io::stdout().lock();
+    writeln!(
+        out,
+        "{} ({} blobs checked)",
+        if r.ok { "OK" } else { "PROBLEMS FOUND" },
+        r.blobs_checked
+    )?;
+    for (what, list) in [
+        ("missing", &r.missing),
+        ("corrupt", &r.corrupt),
+        ("broken reference", &r.broken_references),
+        ("unreferenced (prune removes)", &r.unreferenced),
+        ("repaired", &r.repaired),
+    ] {
+        for item in list {
+            writeln!(out, "  {what}: {item}")?;
+        }
+    }
+    Ok(())
+}
+
+/// `--json` documents for errors that end a command.
+pub fn error_json(e: &anyhow::Error) {
+    let problem = match e.downcast_ref::<Error>() {
+        Some(err) => err.to_problem(),
+        None => Problem::new(imgcache::Check::Environment, format!("{e:#}")),
+    };
+    let _ = print_json(&serde_json::json!({ "ok": false, "error": problem }));
+}

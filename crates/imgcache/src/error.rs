@@ -15,7 +15,7 @@ pub enum Error {
     #[error("{path}: no such file or directory")]
     NotFound { path: PathBuf },
 
-    #[error("cannot read {path}: {source}")]
+    #[error("{path}: {source}")]
     Io {
         path: PathBuf,
         #[source]
@@ -45,13 +45,80 @@ pub enum Error {
 
     #[error("invalid reference {text:?}: {reason}")]
     InvalidReference { text: String, reason: String },
+
+    /// The registry could not be reached or answered with an error (after retries).
+    #[error("registry {registry}: {message}")]
+    Registry { registry: String, message: String },
+
+    #[error(
+        "registry {registry} wants credentials for {repository}: log in with `docker login {registry}` or `podman login {registry}`, or pass --creds USER:PASSWORD"
+    )]
+    Unauthorized {
+        registry: String,
+        repository: String,
+    },
+
+    #[error(
+        "registry {registry} refused the credentials for {repository} (HTTP {status}); check them with `docker login {registry}`"
+    )]
+    Forbidden {
+        registry: String,
+        repository: String,
+        status: u16,
+    },
+
+    #[error(
+        "registry {registry}: TLS failure: {message}. Trust its CA with --ca-cert FILE or /etc/docker/certs.d/{registry}/ca.crt, or use --insecure"
+    )]
+    Tls { registry: String, message: String },
+
+    #[error("{reference}: not found in the registry")]
+    ManifestNotFound { reference: String },
+
+    #[error("{reference}: no image for platform {platform}; the index offers {available}")]
+    NoPlatform {
+        reference: String,
+        platform: String,
+        available: String,
+    },
+
+    /// Content that does not match the digest it was asked for or promised.
+    #[error("{what}: expected {expected}, got {found}")]
+    DigestMismatch {
+        what: String,
+        expected: String,
+        found: String,
+    },
+
+    #[error("{what} is larger than {limit} bytes: refusing it")]
+    TooLarge { what: String, limit: u64 },
+
+    #[error(
+        "timed out after {seconds} s waiting for the lock {path} (another imgcache process holds it)"
+    )]
+    LockTimeout { path: PathBuf, seconds: u64 },
+
+    #[error("{reference} is not in the cache; pull it first (or drop --offline)")]
+    NotCached { reference: String },
+
+    #[error("cache index {path}: {message}")]
+    Index { path: PathBuf, message: String },
 }
 
 impl Error {
     /// True when the failure comes from the environment (I/O, resources) rather than from a
     /// check that said no; the CLI maps it to exit code 3.
     pub fn is_environment(&self) -> bool {
-        matches!(self, Error::Io { .. })
+        matches!(
+            self,
+            Error::Io { .. }
+                | Error::Registry { .. }
+                | Error::Unauthorized { .. }
+                | Error::Forbidden { .. }
+                | Error::Tls { .. }
+                | Error::LockTimeout { .. }
+                | Error::Index { .. }
+        )
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {

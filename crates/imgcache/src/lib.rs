@@ -24,15 +24,23 @@
 //! ```
 
 pub mod archive;
+pub mod cache;
 pub mod compression;
 pub mod digest;
 pub mod error;
+pub mod index;
+pub mod lock;
+pub mod platform;
 pub mod reference;
+pub mod registry;
+pub mod store;
 pub mod verify;
 
 pub use archive::{Archive, ArchiveImage, Dialect, Layer, Platform};
+pub use cache::{Cache, PullOptions, PullReport};
 pub use compression::Compression;
 pub use digest::{BlobDigest, DiffId, Digest, ImageId};
 pub use error::{Check, Error, Problem};
+pub use platform::PlatformSpec;
 pub use reference::Reference;
 pub use verify::{FileReport, ImageReport, Level, VerifyOptions, verify_file, verify_paths};

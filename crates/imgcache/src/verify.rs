@@ -17,6 +17,7 @@ use crate::archive::{Archive, ArchiveImage, Dialect, Layer, Platform};
 use crate::compression::Compression;
 use crate::digest::{Digest, HashingReader, ImageId, hash_reader};
 use crate::error::{Check, Error, Problem};
+use crate::index::{FileIdentity, Index};
 
 /// How much to check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
@@ -51,6 +52,10 @@ pub struct FileReport {
     /// Why the file as a whole failed (not found, not an archive, truncated, unsafe...).
     pub error: Option<Problem>,
     pub warnings: Vec<Problem>,
+    /// Deep level answered from a remembered deep verification of this unchanged file
+    /// (same device, inode, size, modification and change times); fast checks still ran.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub remembered: bool,
 }
 
 impl FileReport {
@@ -87,6 +92,90 @@ pub fn verify_paths(paths: &[PathBuf], opts: &VerifyOptions) -> Vec<FileReport> 
     files.par_iter().map(|p| verify_file(p, opts)).collect()
 }
 
+/// Like [`verify_paths`], remembering successful deep verifications in the cache at `memo`
+/// (keyed by file identity) so an unchanged file is not hashed again: a remembered file gets
+/// the fast checks only. The cache is created only to record a success.
+pub fn verify_paths_memo(
+    paths: &[PathBuf],
+    opts: &VerifyOptions,
+    memo: Option<&Path>,
+) -> Vec<FileReport> {
+    let Some(root) = memo.filter(|_| opts.level == Level::Deep) else {
+        return verify_paths(paths, opts);
+    };
+    let db = root.join("index.db");
+    let index = || db.exists().then(|| Index::open(&db).ok()).flatten();
+    let identities: Vec<(PathBuf, Option<FileIdentity>)> = expand_dirs(paths)
+        .into_iter()
+        .map(|p| {
+            let id = fs::metadata(&p)
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| FileIdentity::of(&m));
+            (p, id)
+        })
+        .collect();
+    let remembered: Vec<bool> = match index() {
+        Some(ix) => identities
+            .iter()
+            .map(|(_, id)| {
+                id.is_some_and(|id| {
+                    ix.file_memo(&id).ok().flatten().as_deref() == Some(MEMO_DEEP_OK)
+                })
+            })
+            .collect(),
+        None => vec![false; identities.len()],
+    };
+    let reports: Vec<FileReport> = identities
+        .par_iter()
+        .zip(&remembered)
+        .map(|((p, _), &known)| {
+            if known {
+                let fast = VerifyOptions {
+                    level: Level::Fast,
+                    ..opts.clone()
+                };
+                let mut r = verify_file(p, &fast);
+                r.remembered = r.ok;
+                if !r.ok {
+                    return verify_file(p, opts);
+                }
+                r
+            } else {
+                verify_file(p, opts)
+            }
+        })
+        .collect();
+    let fresh_ok: Vec<FileIdentity> = identities
+        .iter()
+        .zip(&reports)
+        .zip(&remembered)
+        .filter(|((_, r), known)| r.ok && !**known && opts.expect.is_none() && opts.image.is_none())
+        .filter_map(|(((p, id), _), _)| {
+            // Only if the file did not change while it was being read.
+            let now = fs::metadata(p).ok().map(|m| FileIdentity::of(&m));
+            id.filter(|id| now == Some(*id))
+        })
+        .collect();
+    if !fresh_ok.is_empty() {
+        let ix = index().or_else(|| {
+            crate::store::Store::open(root, std::time::Duration::from_secs(30)).ok()?;
+            Index::open(&db).ok()
+        });
+        if let Some(ix) = ix {
+            for id in fresh_ok {
+                if let Err(e) = ix.put_file_memo(&id, MEMO_DEEP_OK) {
+                    tracing::warn!("cannot remember the verification: {e}");
+                }
+            }
+        }
+    }
+    reports
+}
+
+/// What a file memo records: every image of the file passed deep verification.
+const MEMO_DEEP_OK: &str = "deep-ok";
+
 fn expand_dirs(paths: &[PathBuf]) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for p in paths {
@@ -121,6 +210,7 @@ pub fn verify_file(path: &Path, opts: &VerifyOptions) -> FileReport {
         images: Vec::new(),
         error: None,
         warnings: archive.warnings.clone(),
+        remembered: false,
     };
     let selected: Vec<&ArchiveImage> = match select(&archive, opts) {
         Ok(s) => s,
@@ -156,6 +246,7 @@ fn failed_file(path: &Path, e: &Error) -> FileReport {
         images: Vec::new(),
         error: Some(e.to_problem()),
         warnings: Vec::new(),
+        remembered: false,
     }
 }
 
@@ -229,18 +320,21 @@ fn image_report(img: &ArchiveImage, expect: Option<ImageId>) -> ImageReport {
 }
 
 /// Digests of one stored layer.
-struct LayerDigests {
+pub(crate) struct LayerDigests {
     /// Of the bytes as stored.
-    stored: Digest,
+    pub stored: Digest,
     /// Of the decompressed tar (equal to `stored` for an uncompressed layer).
-    uncompressed: Result<Digest, String>,
+    pub uncompressed: Result<Digest, String>,
 }
 
 /// Buffer for hashing uncompressed data in place.
 const HASH_BUF: usize = 1024 * 1024;
 
 /// Reads a stored layer once: hashes the stored bytes and, through the decoder, the tar.
-fn digest_layer(reader: &mut dyn Read, compression: Compression) -> io::Result<LayerDigests> {
+pub(crate) fn digest_layer(
+    reader: &mut dyn Read,
+    compression: Compression,
+) -> io::Result<LayerDigests> {
     let mut buf = vec![0u8; HASH_BUF];
     if compression == Compression::None {
         let (d, _) = hash_reader(reader, &mut buf)?;
@@ -319,7 +413,12 @@ fn deep_check(archive: &Archive, images: &[&ArchiveImage], reports: &mut [ImageR
     }
 }
 
-fn compare_layer(i: usize, layer: &Layer, d: &LayerDigests, failures: &mut Vec<Problem>) {
+pub(crate) fn compare_layer(
+    i: usize,
+    layer: &Layer,
+    d: &LayerDigests,
+    failures: &mut Vec<Problem>,
+) {
     if let Some(blob) = layer.blob_digest
         && blob.0 != d.stored
     {

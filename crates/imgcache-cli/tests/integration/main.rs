@@ -7,4 +7,6 @@
 mod support;
 
 mod archives;
+mod damage;
 mod dialects;
+mod hostile;
