@@ -190,6 +190,9 @@ fn expand_dirs(paths: &[PathBuf]) -> Vec<PathBuf> {
             .map(|e| e.path())
             .collect();
         files.sort();
+        if files.is_empty() {
+            out.push(p.clone()); // reported as a directory with nothing to verify
+        }
         out.extend(files);
     }
     out

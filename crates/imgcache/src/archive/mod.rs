@@ -87,6 +87,21 @@ pub struct Layer {
     pub(crate) offset: Option<u64>,
 }
 
+impl Layer {
+    fn unlocated(entry: String) -> Self {
+        Self {
+            entry,
+            blob_digest: None,
+            name_digest: None,
+            diff_id: None,
+            size: None,
+            media_type: None,
+            compression: None,
+            offset: None,
+        }
+    }
+}
+
 /// One image found in an archive.
 #[derive(Debug, Clone, Serialize)]
 pub struct ArchiveImage {
@@ -108,6 +123,21 @@ pub struct ArchiveImage {
 }
 
 impl ArchiveImage {
+    /// An image whose config cannot even be located.
+    fn unreadable(tags: Vec<String>, problem: Problem) -> Self {
+        Self {
+            image_id: None,
+            claimed_image_id: None,
+            tags,
+            manifest_digest: None,
+            config_entry: String::new(),
+            platform: None,
+            created: None,
+            layers: Vec::new(),
+            problems: vec![problem],
+        }
+    }
+
     /// The image ID to show: the computed one, else the claimed one.
     pub fn id(&self) -> Option<ImageId> {
         self.image_id.or(self.claimed_image_id)
@@ -145,6 +175,86 @@ pub struct Archive {
 struct IndexManifests {
     #[serde(default)]
     manifests: Option<Vec<Descriptor>>,
+}
+
+impl IndexManifests {
+    /// Parses with the OCI types; when they refuse the document, says whether a malformed
+    /// digest is why.
+    fn parse(bytes: &[u8], entry: &str) -> Result<Self, Problem> {
+        serde_json::from_slice(bytes).map_err(|e| {
+            #[derive(Deserialize)]
+            struct Loose {
+                manifests: Option<Vec<LooseDescriptor>>,
+            }
+            let bad = serde_json::from_slice::<Loose>(bytes).ok().and_then(|l| {
+                l.manifests?
+                    .into_iter()
+                    .find(|d| Digest::parse(&d.digest).is_err())
+            });
+            match bad {
+                Some(d) => desc_digest(&d.digest)
+                    .err()
+                    .unwrap_or_else(|| Problem::new(Check::InvalidDigest, e.to_string())),
+                None => Problem::new(
+                    Check::InvalidJson,
+                    format!("{entry} is not an image index: {e}"),
+                ),
+            }
+            .entry(entry)
+        })
+    }
+}
+
+/// A descriptor as written, its digest still unchecked, so that one malformed digest is
+/// reported where it is instead of failing the whole document.
+#[derive(Deserialize)]
+struct LooseDescriptor {
+    #[serde(rename = "mediaType", default)]
+    media_type: String,
+    digest: String,
+    #[serde(default)]
+    size: u64,
+}
+
+impl From<&Descriptor> for LooseDescriptor {
+    fn from(d: &Descriptor) -> Self {
+        Self {
+            media_type: d.media_type().to_string(),
+            digest: d.digest().to_string(),
+            size: d.size(),
+        }
+    }
+}
+
+/// An image manifest's config and layers.
+#[derive(Deserialize)]
+struct ManifestView {
+    config: LooseDescriptor,
+    #[serde(default)]
+    layers: Vec<LooseDescriptor>,
+}
+
+impl ManifestView {
+    /// Parses with the OCI types; a document they refuse only for its digests is read loosely.
+    fn parse(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        match serde_json::from_slice::<ImageManifest>(bytes) {
+            Ok(m) => Ok(Self {
+                config: m.config().into(),
+                layers: m.layers().iter().map(Into::into).collect(),
+            }),
+            // Read loosely only to report a malformed digest where it is.
+            Err(e) => match serde_json::from_slice::<Self>(bytes) {
+                Ok(loose)
+                    if std::iter::once(&loose.config)
+                        .chain(&loose.layers)
+                        .any(|d| Digest::parse(&d.digest).is_err()) =>
+                {
+                    Ok(loose)
+                }
+                _ => Err(e),
+            },
+        }
+    }
 }
 
 /// `manifest.json` of docker-archive-like dialects: one item per image.
@@ -221,15 +331,7 @@ impl Archive {
                 referenced.insert(name.into());
             }
             let bytes = self.read_json_entry("index.json", MAX_MANIFEST_BYTES)?;
-            let index: IndexManifests = serde_json::from_slice(&bytes).map_err(|e| {
-                self.fail(
-                    Problem::new(
-                        Check::InvalidJson,
-                        format!("index.json is not an OCI index: {e}"),
-                    )
-                    .entry("index.json"),
-                )
-            })?;
+            let index = IndexManifests::parse(&bytes, "index.json").map_err(|p| self.fail(p))?;
             self.read_oci_index(&index, 0, &[], &mut referenced)?;
         } else if has_manifest {
             self.dialect = if legacy.iter().any(|i| i.config.starts_with("sha256:")) {
@@ -407,7 +509,7 @@ impl Archive {
             {
                 continue; // attestation manifests (buildx) are not images
             }
-            let digest = match desc_digest(desc) {
+            let digest = match desc_digest(desc.digest().as_ref()) {
                 Ok(d) => d,
                 Err(p) => return Err(self.fail(p)),
             };
@@ -441,7 +543,7 @@ impl Archive {
                     self.read_nested_index(&bytes, &entry, depth, &tags, referenced)?
                 }
                 _ => {
-                    let manifest: ImageManifest = serde_json::from_slice(&bytes).map_err(|e| {
+                    let manifest = ManifestView::parse(&bytes).map_err(|e| {
                         self.fail(
                             Problem::new(
                                 Check::InvalidJson,
@@ -476,69 +578,66 @@ impl Archive {
         tags: &[String],
         referenced: &mut HashSet<String>,
     ) -> Result<(), Error> {
-        let nested: IndexManifests = serde_json::from_slice(bytes).map_err(|e| {
-            self.fail(
-                Problem::new(
-                    Check::InvalidJson,
-                    format!("index {entry:?} is not an image index: {e}"),
-                )
-                .entry(entry),
-            )
-        })?;
+        let nested = IndexManifests::parse(bytes, entry).map_err(|p| self.fail(p))?;
         self.read_oci_index(&nested, depth + 1, tags, referenced)
     }
 
     fn read_oci_manifest(
         &self,
-        manifest: &ImageManifest,
+        manifest: &ManifestView,
         manifest_digest: BlobDigest,
         tags: Vec<String>,
         referenced: &mut HashSet<String>,
     ) -> ArchiveImage {
-        let mut problems = Vec::new();
-        let config_desc = manifest.config();
-        let claimed = desc_digest(config_desc).map_err(|p| problems.push(p)).ok();
-        let config_entry = claimed.as_ref().map(blob_entry).unwrap_or_default();
-        referenced.insert(config_entry.clone());
-        let (mut img, diff_ids) = self.read_config(
-            &config_entry,
-            claimed.map(ImageId),
-            Some(config_desc.size()),
-            tags,
-            problems,
-        );
-        img.manifest_digest = Some(manifest_digest);
-        let mut layers = Vec::new();
-        for (i, desc) in manifest.layers().iter().enumerate() {
-            match desc_digest(desc) {
-                Ok(d) => {
-                    let entry = blob_entry(&d);
-                    referenced.insert(entry.clone());
-                    let mut layer = self.locate_layer(i, entry, &mut img.problems);
-                    layer.blob_digest = Some(BlobDigest(d));
-                    layer.media_type = Some(desc.media_type().to_string());
-                    if let Some(size) = layer.size
-                        && size != desc.size()
-                    {
-                        img.problems.push(
-                            Problem::new(
-                                Check::LayerSize,
-                                format!(
-                                    "layer {i} ({:?}) size differs from its descriptor",
-                                    layer.entry
-                                ),
-                            )
-                            .entry(&layer.entry)
-                            .layer(i)
-                            .mismatch(desc.size(), size),
-                        );
-                    }
-                    layers.push(layer);
-                }
-                Err(p) => img.problems.push(p.layer(i)),
+        let config_desc = &manifest.config;
+        let (mut img, diff_ids) = match desc_digest(&config_desc.digest) {
+            Ok(claimed) => {
+                let config_entry = blob_entry(&claimed);
+                referenced.insert(config_entry.clone());
+                self.read_config(
+                    &config_entry,
+                    Some(ImageId(claimed)),
+                    Some(config_desc.size),
+                    tags,
+                    Vec::new(),
+                )
             }
+            Err(p) => (ArchiveImage::unreadable(tags, p.entry("config")), None),
+        };
+        img.manifest_digest = Some(manifest_digest);
+        for (i, desc) in manifest.layers.iter().enumerate() {
+            let d = match desc_digest(&desc.digest) {
+                Ok(d) => d,
+                Err(p) => {
+                    // Keep the layer's place so later layers keep their index and diff_id.
+                    img.problems.push(p.layer(i));
+                    img.layers.push(Layer::unlocated(String::new()));
+                    continue;
+                }
+            };
+            let entry = blob_entry(&d);
+            referenced.insert(entry.clone());
+            let mut layer = self.locate_layer(i, entry, &mut img.problems);
+            layer.blob_digest = Some(BlobDigest(d));
+            layer.media_type = Some(desc.media_type.clone());
+            if let Some(size) = layer.size
+                && size != desc.size
+            {
+                img.problems.push(
+                    Problem::new(
+                        Check::LayerSize,
+                        format!(
+                            "layer {i} ({:?}) size differs from its descriptor",
+                            layer.entry
+                        ),
+                    )
+                    .entry(&layer.entry)
+                    .layer(i)
+                    .mismatch(desc.size, size),
+                );
+            }
+            img.layers.push(layer);
         }
-        img.layers = layers;
         Self::attach_diff_ids(&mut img, diff_ids);
         img
     }
@@ -702,16 +801,7 @@ impl Archive {
 
     /// Finds a layer's entry and reads its first block to detect compression.
     fn locate_layer(&self, i: usize, entry: String, problems: &mut Vec<Problem>) -> Layer {
-        let mut layer = Layer {
-            entry,
-            blob_digest: None,
-            name_digest: None,
-            diff_id: None,
-            size: None,
-            media_type: None,
-            compression: None,
-            offset: None,
-        };
+        let mut layer = Layer::unlocated(entry);
         match self.index.resolve(&layer.entry) {
             Ok(e) => {
                 layer.size = Some(e.size);
@@ -833,14 +923,13 @@ enum SmallRead {
     Error(Error),
 }
 
-fn desc_digest(desc: &Descriptor) -> Result<Digest, Problem> {
-    let text = desc.digest().to_string();
-    Digest::parse(&text).map_err(|_| {
+fn desc_digest(text: &str) -> Result<Digest, Problem> {
+    Digest::parse(text).map_err(|_| {
         Problem::new(
             Check::InvalidDigest,
             format!(
                 "descriptor digest {:?} is not sha256:<64 hex>",
-                truncate_for_message(&text)
+                truncate_for_message(text)
             ),
         )
     })

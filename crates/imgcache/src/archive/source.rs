@@ -43,7 +43,7 @@ impl Source {
                 path,
                 Problem::new(
                     crate::error::Check::NotAnArchive,
-                    "is a directory, not an archive",
+                    "is a directory with no files to verify",
                 ),
             ));
         }
@@ -125,14 +125,25 @@ impl Source {
         {
             return Error::io(&self.path, e);
         }
+        // The decoders report a stream cut short as UnexpectedEof or, for deflate, as an
+        // "incomplete" stream of another kind: both mean a truncated file, not a foreign one.
+        let text = e.to_string();
+        let cut = e.kind() == io::ErrorKind::UnexpectedEof
+            || text.contains("incomplete")
+            || text.contains("unexpected end");
+        let (check, what) = if cut {
+            (
+                crate::error::Check::Truncated,
+                "ends before its compressed stream does (truncated)",
+            )
+        } else {
+            (crate::error::Check::NotAnArchive, "cannot be decompressed")
+        };
         Error::archive(
             &self.path,
             Problem::new(
-                crate::error::Check::NotAnArchive,
-                format!(
-                    "the {:?}-compressed archive cannot be decompressed: {e}",
-                    self.outer
-                ),
+                check,
+                format!("the {:?}-compressed archive {what}: {e}", self.outer),
             ),
         )
     }
