@@ -317,7 +317,11 @@ async fn run(cli: &Cli) -> Result<u8> {
             Ok(exit::OK)
         }
         Command::Fsck { deep, repair } => {
-            let cache = open_cache(cli, None)?;
+            let cache = if *repair {
+                Cache::open_for_repair(cache_options(cli, None)?)?
+            } else {
+                open_cache(cli, None)?
+            };
             let r = cache.fsck(*deep, *repair)?;
             output::fsck(&r, cli.json)?;
             Ok(if r.ok { exit::OK } else { exit::CHECK_FAILED })

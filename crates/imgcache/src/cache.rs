@@ -171,6 +171,8 @@ pub struct FsckReport {
     pub unreferenced: Vec<String>,
     /// References whose image is incomplete.
     pub broken_references: Vec<String>,
+    /// References in `refs.json` the index lacks (`--repair` restores those whose blobs remain).
+    pub lost_references: Vec<String>,
     pub repaired: Vec<String>,
 }
 
@@ -189,13 +191,43 @@ impl Cache {
 
     pub fn open_with(opts: CacheOptions) -> Result<Self, Error> {
         let store = Store::open(&opts.root, opts.lock_timeout)?;
-        let index = Index::open(&opts.root.join("index.db"))?;
+        let db = opts.root.join("index.db");
+        let index = Index::open(&db).map_err(|e| match e {
+            Error::Index { path, message } => Error::Index {
+                path,
+                message: format!("{message}; `imgcache fsck --repair` rebuilds it from the blobs"),
+            },
+            other => other,
+        })?;
         Ok(Self {
             store: Arc::new(store),
             index: Mutex::new(index),
             registry: opts.registry,
             client: OnceLock::new(),
         })
+    }
+
+    /// Opens the cache for `fsck --repair`: an index that cannot be opened is moved aside
+    /// (`index.db.broken-<time>`) and a new one is built from the blobs and `refs.json`.
+    pub fn open_for_repair(opts: CacheOptions) -> Result<Self, Error> {
+        let db = opts.root.join("index.db");
+        if let Err(e) =
+            Store::open(&opts.root, opts.lock_timeout).and_then(|_| Index::open(&db).map(drop))
+        {
+            if !matches!(e, Error::Index { .. }) {
+                return Err(e);
+            }
+            tracing::warn!("{e}: moving it aside and rebuilding");
+            let stamp = now();
+            for suffix in ["", "-wal", "-shm"] {
+                let from = opts.root.join(format!("index.db{suffix}"));
+                if from.exists() {
+                    let to = opts.root.join(format!("index.db{suffix}.broken-{stamp}"));
+                    std::fs::rename(&from, &to).map_err(|e| Error::io(&from, e))?;
+                }
+            }
+        }
+        Self::open_with(opts)
     }
 
     pub fn root(&self) -> &Path {
@@ -339,6 +371,7 @@ impl Cache {
                 updated_at: now(),
             })?;
         }
+        self.save_refs()?;
         Ok(PullReport {
             reference: name,
             image_id: record.image_id,
@@ -411,6 +444,49 @@ impl Cache {
             blobs_reused: 2 + img.layers.len(),
             from_cache: true,
         }))
+    }
+
+    /// Mirrors the references into `refs.json`, so that the index can be rebuilt from it and
+    /// the blobs if `index.db` is ever lost (`fsck --repair`). Written under a lock, from the
+    /// index (the point where concurrent processes agree), temp file then rename.
+    fn save_refs(&self) -> Result<(), Error> {
+        let _lock = self.store.named_lock("refs", LockMode::Exclusive)?;
+        let refs = self.index().refs()?;
+        let json = serde_json::to_vec_pretty(&refs).map_err(|e| Error::Index {
+            path: self.refs_path(),
+            message: e.to_string(),
+        })?;
+        let tmp = self
+            .root()
+            .join("ingest")
+            .join(format!("refs.json.{}.tmp", std::process::id()));
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&json)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, self.refs_path())
+        };
+        write().map_err(|e| Error::io(self.refs_path(), e))
+    }
+
+    /// References `refs.json` lists but the index lacks (the index was lost or replaced).
+    fn lost_refs(&self, index: &Index) -> Result<Vec<RefRecord>, Error> {
+        let saved: Vec<RefRecord> = std::fs::read(self.refs_path())
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let mut lost = Vec::new();
+        for r in saved {
+            if index.get_ref(&r.name, Some(&r.platform))?.is_none() {
+                lost.push(r);
+            }
+        }
+        Ok(lost)
+    }
+
+    fn refs_path(&self) -> PathBuf {
+        self.root().join("refs.json")
     }
 
     /// Every blob of the image is on disk with its recorded size.
@@ -742,10 +818,12 @@ impl Cache {
     /// Drops a reference (every platform of it). Blobs stay until `prune`.
     pub fn rm(&self, reference: &str) -> Result<usize, Error> {
         let name = Reference::parse(reference)?.to_string();
-        match self.index().remove_ref(&name)? {
-            0 => Err(Error::NotCached { reference: name }),
-            n => Ok(n),
+        let n = self.index().remove_ref(&name)?;
+        if n == 0 {
+            return Err(Error::NotCached { reference: name });
         }
+        self.save_refs()?;
+        Ok(n)
     }
 
     /// Removes blobs no reference needs; with `max_size`, first evicts the least recently
@@ -753,7 +831,19 @@ impl Cache {
     pub fn prune(&self, max_size: Option<u64>) -> Result<PruneReport, Error> {
         let _gc = self.store.gc_lock(LockMode::Exclusive)?;
         let mut report = PruneReport::default();
-        let mut index = self.index();
+        let index = self.index();
+        // A lost index would make every blob look unreferenced: refuse instead of emptying.
+        let lost = self.lost_refs(&index)?;
+        if !lost.is_empty() {
+            return Err(Error::Index {
+                path: self.root().join("index.db"),
+                message: format!(
+                    "it lacks {} references that refs.json lists (e.g. {}); run `imgcache fsck --repair` before pruning",
+                    lost.len(),
+                    lost[0].name
+                ),
+            });
+        }
         if let Some(max) = max_size {
             let refs = index.refs()?;
             let mut images: Vec<ImageRecord> = index.images()?;
@@ -791,6 +881,11 @@ impl Cache {
                     .sum();
             }
         }
+        drop(index);
+        if !report.references_evicted.is_empty() {
+            self.save_refs()?;
+        }
+        let mut index = self.index();
         report.images_removed = index.remove_unreferenced_images()?.len();
         let reachable = index.reachable_blobs()?;
         drop(index);
@@ -843,6 +938,16 @@ impl Cache {
         let corrupt: HashSet<String> = report.corrupt.iter().cloned().collect();
         let present = |d: &Digest| blobs.contains_key(d) && !corrupt.contains(&d.to_string());
         let mut index = self.index();
+        for r in self.lost_refs(&index)? {
+            if repair && present(&r.manifest_digest.0) {
+                index.put_ref(&r)?;
+                report
+                    .repaired
+                    .push(format!("restored the reference {} from refs.json", r.name));
+            } else {
+                report.lost_references.push(r.name.clone());
+            }
+        }
         if repair {
             // Rebuild image records from the manifests the references name.
             for r in index.refs()? {
@@ -901,7 +1006,8 @@ impl Cache {
         report.broken_references.dedup();
         report.ok = report.missing.is_empty()
             && report.corrupt.is_empty()
-            && report.broken_references.is_empty();
+            && report.broken_references.is_empty()
+            && report.lost_references.is_empty();
         Ok(report)
     }
 

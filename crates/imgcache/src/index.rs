@@ -60,7 +60,7 @@ CREATE TABLE file_memos (           -- deep verification of tarball files, by fi
 "#];
 
 /// What a reference resolved to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RefRecord {
     pub name: String,
     pub platform: String,
