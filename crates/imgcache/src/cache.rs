@@ -1,16 +1,5 @@
 //! The cache facade: pull, ls, inspect, verify, rm, prune, fsck over the store and the index.
-//!
-//! ```no_run
-//! # async fn demo() -> Result<(), imgcache::Error> {
-//! use imgcache::{Cache, PullOptions};
-//!
-//! let cache = Cache::open(&imgcache::cache::default_root())?;
-//! let pulled = cache.pull("127.0.0.1:5000/busybox:v1", &PullOptions::default()).await?;
-//! println!("{} is image {}", pulled.reference, pulled.image_id);
-//! let report = cache.verify(&pulled.reference, imgcache::Level::Fast)?;
-//! assert!(report.ok);
-//! # Ok(()) }
-//! ```
+//! See the crate docs for an example.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};

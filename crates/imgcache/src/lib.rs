@@ -9,6 +9,28 @@
 //! - [`Level::Deep`] also decompresses and hashes every layer, in parallel, in bounded memory:
 //!   it catches any changed byte.
 //!
+//! The [`Cache`] pulls images from any registry into a content-addressed store and answers
+//! the same questions about them, one method per command:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), imgcache::Error> {
+//! use imgcache::{Cache, Level, PullOptions};
+//!
+//! let cache = Cache::open(&imgcache::cache::default_root())?;
+//! let pulled = cache.pull("127.0.0.1:5000/busybox:v1", &PullOptions::default()).await?;
+//! println!("{} is image {}", pulled.reference, pulled.image_id);
+//! assert!(cache.verify(&pulled.reference, Level::Deep)?.ok);
+//! for entry in cache.ls()? {
+//!     println!("{} {} {}", entry.reference, entry.image_id, entry.size);
+//! }
+//! cache.rm(&pulled.reference)?;
+//! cache.prune(None)?;
+//! assert!(cache.fsck(true, false)?.ok);
+//! # Ok(()) }
+//! ```
+//!
+//! Verifying a tarball a tool keeps:
+//!
 //! ```no_run
 //! use imgcache::{verify_file, ImageId, Level, VerifyOptions};
 //!
