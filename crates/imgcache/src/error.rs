@@ -103,6 +103,14 @@ pub enum Error {
 
     #[error("cache index {path}: {message}")]
     Index { path: PathBuf, message: String },
+
+    /// The engine is not reachable (names its socket and how to point at another).
+    #[error("{engine} at {endpoint} is not reachable: {message}")]
+    EngineUnavailable { engine: String, endpoint: String, message: String },
+
+    /// The engine answered with an error (its message passed through).
+    #[error("{engine}: {message}")]
+    Engine { engine: String, message: String },
 }
 
 impl Error {
@@ -118,6 +126,8 @@ impl Error {
                 | Error::Tls { .. }
                 | Error::LockTimeout { .. }
                 | Error::Index { .. }
+                | Error::EngineUnavailable { .. }
+                | Error::Engine { .. }
         )
     }
 
