@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
+use imgcache::archive::write::SaveFormat;
 use imgcache::cache::{CacheOptions, PullOptions, default_root};
 use imgcache::registry::Credentials;
 use imgcache::{Archive, Cache, Error, ImageId, Level, PlatformSpec, VerifyOptions};
@@ -40,6 +41,28 @@ enum Command {
     Verify(VerifyArgs),
     /// Show what an image archive (FILE) or a cached image (REF) holds.
     Inspect(InspectArgs),
+    /// Write a cached image as a tarball every engine loads.
+    Save {
+        #[arg(value_name = "REF")]
+        reference: String,
+        /// Output file, or - for stdout.
+        #[arg(short, long, value_name = "FILE|-")]
+        output: String,
+        /// combined (Docker 25+ layout, loads everywhere), legacy (pre-25 Docker), oci
+        #[arg(long, default_value = "combined")]
+        format: SaveFormat,
+    },
+    /// Import an image archive of any dialect into the cache (verified deep first).
+    Import {
+        #[arg(value_name = "FILE")]
+        path: PathBuf,
+        /// Record the image under this reference (instead of the archive's tags).
+        #[arg(long, value_name = "REF")]
+        tag: Option<String>,
+        /// Import only the image with this tag or image ID.
+        #[arg(long, value_name = "REF|IMAGE_ID")]
+        image: Option<String>,
+    },
     /// List cached images.
     Ls,
     /// Drop a reference from the cache (its blobs stay until prune).
@@ -120,6 +143,18 @@ fn parse_image_id(s: &str) -> Result<ImageId, String> {
     ImageId::parse_user(s).map_err(|e| e.to_string())
 }
 
+/// A usage mistake found after parsing (exit code 2).
+#[derive(Debug)]
+struct UsageError(&'static str);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
 fn parse_platform(s: &str) -> Result<PlatformSpec, String> {
     PlatformSpec::parse(s).map_err(|e| e.to_string())
 }
@@ -152,6 +187,7 @@ fn parse_size(s: &str) -> Result<u64, String> {
 pub(crate) mod exit {
     pub const OK: u8 = 0;
     pub const CHECK_FAILED: u8 = 1;
+    pub const USAGE: u8 = 2;
     pub const ENVIRONMENT: u8 = 3;
 }
 
@@ -166,6 +202,7 @@ async fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             let code = match e.downcast_ref::<Error>() {
+                _ if e.is::<UsageError>() => exit::USAGE,
                 Some(err) if !err.is_environment() => exit::CHECK_FAILED,
                 _ => exit::ENVIRONMENT,
             };
@@ -185,9 +222,9 @@ fn cache_options(cli: &Cli, registry: Option<&RegistryArgs>) -> Result<CacheOpti
         opts.registry.insecure = r.insecure;
         opts.registry.ca_certs.extend(r.ca_cert.iter().cloned());
         if let Some(c) = &r.creds {
-            let creds = Credentials::parse(c)
-                .ok_or_else(|| anyhow::anyhow!("--creds takes USER:PASSWORD"))?;
-            opts.registry.creds = Some(creds);
+            // Checked here, not by clap, whose usage error would print the value: a password.
+            opts.registry.creds =
+                Some(Credentials::parse(c).ok_or(UsageError("--creds takes USER:PASSWORD"))?);
         }
     }
     Ok(opts)
@@ -195,6 +232,47 @@ fn cache_options(cli: &Cli, registry: Option<&RegistryArgs>) -> Result<CacheOpti
 
 fn open_cache(cli: &Cli, registry: Option<&RegistryArgs>) -> Result<Cache> {
     Ok(Cache::open_with(cache_options(cli, registry)?)?)
+}
+
+/// Writes next to `path` and renames into place, so a failed save leaves no partial file.
+fn save_to_file(
+    cache: &Cache,
+    reference: &str,
+    format: SaveFormat,
+    path: &Path,
+) -> Result<imgcache::index::ImageRecord> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| anyhow::anyhow!("{}: not a file name", path.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.{}.partial",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| -> Result<_> {
+        let file = std::fs::File::create(&tmp).map_err(|e| Error::Io {
+            path: tmp.clone(),
+            source: e,
+        })?;
+        let img = cache.save(
+            reference,
+            format,
+            std::io::BufWriter::with_capacity(1 << 20, file),
+        )?;
+        std::fs::rename(&tmp, path).map_err(|e| Error::Io {
+            path: path.into(),
+            source: e,
+        })?;
+        Ok(img)
+    })();
+    if result.is_err() {
+        std::fs::remove_file(&tmp).ok();
+    }
+    result
 }
 
 /// `verify` and `inspect` take files or a reference: an existing path is a file.
@@ -287,6 +365,47 @@ async fn run(cli: &Cli) -> Result<u8> {
                     })
                 }
             }
+        }
+        Command::Save {
+            reference,
+            output,
+            format,
+        } => {
+            let cache = open_cache(cli, None)?;
+            let img = if output == "-" {
+                let stdout = std::io::stdout().lock();
+                cache.save(
+                    reference,
+                    *format,
+                    std::io::BufWriter::with_capacity(1 << 20, stdout),
+                )?
+            } else {
+                save_to_file(&cache, reference, *format, Path::new(output))?
+            };
+            if output != "-" {
+                let doc = serde_json::json!({"ok": true, "reference": reference, "image_id": img.image_id, "output": output, "format": format});
+                output::simple(
+                    &doc,
+                    &format!("saved {reference} ({}) to {output}", img.image_id),
+                    cli.json,
+                )?;
+            }
+            Ok(exit::OK)
+        }
+        Command::Import { path, tag, image } => {
+            let cache = open_cache(cli, None)?;
+            let imported = cache.import(path, tag.as_deref(), image.as_deref())?;
+            let text = imported
+                .iter()
+                .map(|i| format!("imported {} as {}", i.image_id, i.references.join(", ")))
+                .collect::<Vec<_>>()
+                .join("\n");
+            output::simple(
+                &serde_json::json!({"ok": true, "images": imported}),
+                &text,
+                cli.json,
+            )?;
+            Ok(exit::OK)
         }
         Command::Ls => {
             let cache = open_cache(cli, None)?;

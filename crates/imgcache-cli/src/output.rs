@@ -8,7 +8,7 @@ use imgcache::{Archive, Error, FileReport, Level, Problem};
 use serde::Serialize;
 
 fn print_json(value: &impl Serialize) -> Result<()> {
-    let mut out = io::stdout().lock();
+    let mut out = io::BufWriter::new(io::stdout().lock());
     serde_json::to_writer_pretty(&mut out, value)?;
     writeln!(out)?;
     Ok(())
@@ -399,7 +399,7 @@ pub fn ls(entries: &[imgcache::cache::ListEntry], json: bool) -> Result<()> {
     if json {
         return print_json(&serde_json::json!({ "images": entries }));
     }
-    let mut out = io::stdout().lock();
+    let mut out = io::BufWriter::new(io::stdout().lock());
     writeln!(
         out,
         "{:<50} {:<12} {:<16} {:>9}  LAST USED",

@@ -104,9 +104,22 @@ pub enum Error {
     #[error("cache index {path}: {message}")]
     Index { path: PathBuf, message: String },
 
+    #[error(
+        "registry {registry}: blob {digest} not found in repository {repository} (HTTP 404): the registry lost it or the manifest is wrong"
+    )]
+    BlobNotFound {
+        registry: String,
+        repository: String,
+        digest: String,
+    },
+
     /// The engine is not reachable (names its socket and how to point at another).
     #[error("{engine} at {endpoint} is not reachable: {message}")]
-    EngineUnavailable { engine: String, endpoint: String, message: String },
+    EngineUnavailable {
+        engine: String,
+        endpoint: String,
+        message: String,
+    },
 
     /// The engine answered with an error (its message passed through).
     #[error("{engine}: {message}")]
@@ -150,8 +163,22 @@ impl Error {
         match self {
             Error::Archive { problem, .. } => (**problem).clone(),
             Error::NotFound { .. } => Problem::new(Check::NotFound, self.to_string()),
-            Error::Io { .. } => Problem::new(Check::Environment, self.to_string()),
-            _ => Problem::new(Check::NotAnArchive, self.to_string()),
+            _ if self.is_environment() => Problem::new(Check::Environment, self.to_string()),
+            Error::InvalidDigest { .. } => Problem::new(Check::InvalidDigest, self.to_string()),
+            Error::DigestMismatch {
+                expected, found, ..
+            } => Problem::new(Check::BlobDigest, self.to_string()).mismatch(expected, found),
+            Error::TooLarge { .. } => Problem::new(Check::TooLarge, self.to_string()),
+            Error::InvalidReference { .. } => {
+                Problem::new(Check::InvalidReference, self.to_string())
+            }
+            Error::NoSuchImage { .. }
+            | Error::AmbiguousImage { .. }
+            | Error::ManifestNotFound { .. }
+            | Error::BlobNotFound { .. }
+            | Error::NoPlatform { .. }
+            | Error::NotCached { .. } => Problem::new(Check::NotFound, self.to_string()),
+            _ => Problem::new(Check::Environment, self.to_string()),
         }
     }
 }
@@ -197,8 +224,10 @@ pub enum Check {
     LayerData,
     /// Something that does not make the image invalid but deserves a look.
     Warning,
-    /// The file does not exist.
+    /// The file, image, reference or blob does not exist (or is not cached).
     NotFound,
+    /// A reference that does not parse.
+    InvalidReference,
     /// The file could not be read (permissions, I/O error): not a verdict on its content.
     Environment,
 }

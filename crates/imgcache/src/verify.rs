@@ -255,7 +255,7 @@ fn failed_file(path: &Path, e: &Error) -> FileReport {
 
 /// `--image` picks images; `--expect` without `--image` picks the image with that ID, and
 /// fails naming the IDs found when there is none.
-fn select<'a>(
+pub(crate) fn select<'a>(
     archive: &'a Archive,
     opts: &VerifyOptions,
 ) -> Result<Vec<&'a ArchiveImage>, Problem> {
@@ -290,7 +290,7 @@ fn select<'a>(
     Ok(if matching.is_empty() { all } else { matching })
 }
 
-fn image_report(img: &ArchiveImage, expect: Option<ImageId>) -> ImageReport {
+pub(crate) fn image_report(img: &ArchiveImage, expect: Option<ImageId>) -> ImageReport {
     let (warnings, mut failures): (Vec<Problem>, Vec<Problem>) = img
         .problems
         .iter()
@@ -363,7 +363,28 @@ pub(crate) fn digest_layer(
 }
 
 /// Hashes every distinct layer entry of the selected images once, then compares.
-fn deep_check(archive: &Archive, images: &[&ArchiveImage], reports: &mut [ImageReport]) {
+/// The digests of every distinct stored layer of some images, by where it lies in the archive.
+pub(crate) struct LayerHashes {
+    jobs: Vec<((u64, u64), Compression)>,
+    results: Vec<Result<LayerDigests, String>>,
+}
+
+impl LayerHashes {
+    pub fn get(&self, layer: &Layer) -> Option<&Result<LayerDigests, String>> {
+        let range = Archive::layer_range(layer)?;
+        let j = self.jobs.binary_search_by_key(&range, |j| j.0).ok()?;
+        self.results.get(j)
+    }
+}
+
+/// Hashes every distinct layer entry of the selected images once (in parallel when the
+/// archive can be read in place), compares with diff_ids and blob digests, adds failures to
+/// the reports, and returns the digests.
+pub(crate) fn deep_check(
+    archive: &Archive,
+    images: &[&ArchiveImage],
+    reports: &mut [ImageReport],
+) -> LayerHashes {
     // Layers shared between images, or linked entries, are hashed once.
     let mut jobs: Vec<((u64, u64), Compression)> = images
         .iter()
@@ -393,15 +414,13 @@ fn deep_check(archive: &Archive, images: &[&ArchiveImage], reports: &mut [ImageR
         out
     };
 
+    let hashes = LayerHashes { jobs, results };
     for (img, report) in images.iter().zip(reports.iter_mut()) {
         for (i, layer) in img.layers.iter().enumerate() {
-            let Some(range) = Archive::layer_range(layer) else {
+            let Some(result) = hashes.get(layer) else {
                 continue;
             };
-            let Ok(j) = jobs.binary_search_by_key(&range, |j| j.0) else {
-                continue;
-            };
-            match &results[j] {
+            match result {
                 Ok(d) => compare_layer(i, layer, d, &mut report.failures),
                 Err(e) => report.failures.push(
                     Problem::new(
@@ -414,6 +433,7 @@ fn deep_check(archive: &Archive, images: &[&ArchiveImage], reports: &mut [ImageR
             }
         }
     }
+    hashes
 }
 
 pub(crate) fn compare_layer(

@@ -225,8 +225,12 @@ async fn blobs_whole_and_from_an_offset() {
 
     let missing = Digest::of_bytes(b"no such blob");
     let e = c.fetch_blob(reg, "busybox", &missing, 0).await.unwrap_err();
-    assert!(matches!(e, Error::Registry { .. }), "{e:?}");
-    assert!(e.to_string().contains("not found"), "{e}");
+    assert!(matches!(e, Error::BlobNotFound { .. }), "{e:?}");
+    assert!(
+        e.to_string()
+            .contains(&format!("blob {missing} not found in repository busybox")),
+        "{e}"
+    );
 }
 
 #[tokio::test]

@@ -7,6 +7,9 @@
 mod support;
 
 mod archives;
+mod cache;
 mod damage;
 mod dialects;
+mod faults;
 mod hostile;
+mod proxy;

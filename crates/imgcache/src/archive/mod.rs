@@ -7,6 +7,7 @@
 
 mod source;
 mod tar;
+pub mod write;
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -908,6 +909,21 @@ impl Archive {
             })
             .collect::<Vec<_>>()
             .join("; ")
+    }
+
+    /// Reads a small entry (a config or manifest) by name, following links.
+    pub fn read_entry(&self, name: &str, cap: u64) -> Result<Vec<u8>, Error> {
+        self.read_json_entry(name, cap)
+    }
+
+    /// Calls `f` with a reader over the data at `offset`.
+    pub(crate) fn with_range<T>(
+        &self,
+        offset: u64,
+        len: u64,
+        f: impl FnOnce(&mut dyn std::io::Read) -> std::io::Result<T>,
+    ) -> Result<T, Error> {
+        self.source.with_range(offset, len, f)
     }
 
     /// Where a layer's data lies, for deep verification.

@@ -234,11 +234,10 @@ impl RegistryClient {
                     tracing::debug!(blob = %name, offset = range, "range not satisfiable: reading the whole blob");
                 }
                 StatusCode::NOT_FOUND => {
-                    return Err(Error::Registry {
+                    return Err(Error::BlobNotFound {
                         registry: ep.registry.clone(),
-                        message: format!(
-                            "blob {digest} not found in repository {repository} (HTTP 404)"
-                        ),
+                        repository: repository.to_owned(),
+                        digest: digest.to_string(),
                     });
                 }
                 _ => return Err(self.status_error(&ep, resp, &what).await),
@@ -270,36 +269,48 @@ impl RegistryClient {
             ),
         );
         let path = format!("/v2/{repository}/manifests/{target}");
-        let (resp, ep) = self
-            .request(
-                registry,
-                repository,
-                Method::GET,
-                &path,
-                headers,
-                Some(self.inner.opts.timeout),
-            )
-            .await?;
-        match resp.status() {
-            s if s.is_success() => {}
-            StatusCode::NOT_FOUND => {
-                return Err(Error::ManifestNotFound {
-                    reference: name.to_owned(),
-                });
+        // A body cut short is retried like a failed request (the request itself retries inside).
+        let mut attempt = 0;
+        let (bytes, content_type, header_digest) = loop {
+            attempt += 1;
+            let (resp, ep) = self
+                .request(
+                    registry,
+                    repository,
+                    Method::GET,
+                    &path,
+                    headers.clone(),
+                    Some(self.inner.opts.timeout),
+                )
+                .await?;
+            match resp.status() {
+                s if s.is_success() => {}
+                StatusCode::NOT_FOUND => {
+                    return Err(Error::ManifestNotFound {
+                        reference: name.to_owned(),
+                    });
+                }
+                _ => return Err(self.status_error(&ep, resp, &what).await),
             }
-            _ => return Err(self.status_error(&ep, resp, &what).await),
-        }
-        let content_type = resp
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or("").trim().to_owned());
-        let header_digest = resp
-            .headers()
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| Digest::parse(v.trim()).ok());
-        let bytes = read_capped(&ep, resp, MAX_MANIFEST_BYTES, &what).await?;
+            let content_type = resp
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.split(';').next().unwrap_or("").trim().to_owned());
+            let header_digest = resp
+                .headers()
+                .get("docker-content-digest")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| Digest::parse(v.trim()).ok());
+            match read_capped(&ep, resp, MAX_MANIFEST_BYTES, &what).await {
+                Ok(bytes) => break (bytes, content_type, header_digest),
+                Err(e @ Error::Registry { .. }) if attempt <= self.inner.opts.max_retries => {
+                    tracing::warn!("{e}; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let digest = Digest::of_bytes(&bytes);
         if let Some(expected) = expected {
             if expected != digest {

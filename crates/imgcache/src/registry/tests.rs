@@ -549,7 +549,8 @@ async fn blob_ranges() {
     }
     let e = c.fetch_blob(&m.host(), "gone", &d, 0).await.unwrap_err();
     assert!(
-        matches!(e, Error::Registry { .. }) && e.to_string().contains("not found"),
+        matches!(e, Error::BlobNotFound { .. })
+            && e.to_string().contains("not found in repository gone"),
         "{e}"
     );
 }

@@ -1,0 +1,1316 @@
+//! The cache commands against the real test registries: pull, ls, inspect, verify REF, rm, prune
+//! and fsck.
+//!
+//! Tests that count requests push their own fresh image (random layers, a unique repository) with
+//! skopeo, and read only what the registry appended to its access log while they ran, for their
+//! repository only: other tests pull from the same registry at the same time.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+/// Written in `--creds` or an auth file: must never be printed.
+const MARKER_PASSWORD: &str = "MARKERpw123";
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+fn registry() -> &'static str {
+    &env().vars["TEST_REGISTRY"]
+}
+
+fn digest_of(data: &[u8]) -> String {
+    format!("sha256:{}", sha256_hex(data))
+}
+
+fn hex(digest: &str) -> &str {
+    digest.strip_prefix("sha256:").unwrap_or(digest)
+}
+
+fn nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+/// A repository name no other test (or earlier run) uses.
+fn unique_repo(what: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "test-{what}-{}-{}-{}",
+        std::process::id(),
+        nanos() % 1_000_000_000,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Incompressible bytes, different on every call.
+fn random_bytes(len: usize) -> Vec<u8> {
+    static N: AtomicU64 = AtomicU64::new(1);
+    let mut x = nanos()
+        ^ (u64::from(std::process::id()) << 32)
+        ^ N.fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x |= 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn base64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// One gzip layer: a tar holding one file of random bytes.
+#[derive(Clone)]
+struct Layer {
+    blob: Vec<u8>,
+    digest: String,
+    diff_id: String,
+}
+
+fn layer(size: usize) -> Layer {
+    let data = random_bytes(size);
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_size(size as u64);
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    b.append_data(
+        &mut h,
+        format!("data/{}", sha256_hex(&data[..64.min(size)])),
+        &data[..],
+    )
+    .unwrap();
+    let tar = b.into_inner().unwrap();
+    let blob = gzip(&tar);
+    Layer {
+        digest: digest_of(&blob),
+        diff_id: digest_of(&tar),
+        blob,
+    }
+}
+
+/// An image pushed to the plain test registry as `<repo>:v1`.
+#[derive(Clone, Debug)]
+struct Image {
+    repo: String,
+    reference: String,
+    manifest_digest: String,
+    manifest_size: u64,
+    config_digest: String,
+    config_size: u64,
+    layers: Vec<(String, u64)>,
+    diff_ids: Vec<String>,
+}
+
+impl Image {
+    fn pinned(&self) -> String {
+        format!("{}/{}@{}", registry(), self.repo, self.manifest_digest)
+    }
+
+    /// Manifest, config and layers.
+    fn blobs(&self) -> BTreeSet<String> {
+        let mut s = BTreeSet::from([self.manifest_digest.clone(), self.config_digest.clone()]);
+        s.extend(self.layers.iter().map(|(d, _)| d.clone()));
+        s
+    }
+
+    /// What a pull downloads: the config and the layers (the manifest is not a blob GET).
+    fn blob_bytes(&self) -> u64 {
+        self.config_size + self.layers.iter().map(|(_, s)| s).sum::<u64>()
+    }
+
+    /// What the cache stores: manifest, config and layers.
+    fn size(&self) -> u64 {
+        self.manifest_size + self.blob_bytes()
+    }
+}
+
+/// Builds an OCI layout (one config, `layers`) and pushes it with skopeo as `<repo>:v1`.
+fn push_image(repo: &str, layers: &[Layer]) -> Image {
+    let dir = tempdir();
+    let blobs = dir.path().join("blobs/sha256");
+    fs::create_dir_all(&blobs).unwrap();
+    let put = |data: &[u8]| -> String {
+        let d = digest_of(data);
+        fs::write(blobs.join(hex(&d)), data).unwrap();
+        d
+    };
+    let config = serde_json::to_vec(&json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "created": "2024-01-01T00:00:00Z",
+        "config": {"Labels": {"test.repo": repo}},
+        "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>()},
+    }))
+    .unwrap();
+    let config_digest = put(&config);
+    for l in layers {
+        put(&l.blob);
+    }
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": config.len()},
+        "layers": layers.iter().map(|l| json!({
+            "mediaType": OCI_LAYER_GZIP, "digest": l.digest, "size": l.blob.len()
+        })).collect::<Vec<_>>(),
+    }))
+    .unwrap();
+    let manifest_digest = put(&manifest);
+    fs::write(
+        dir.path().join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    let index = json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": OCI_MANIFEST, "digest": manifest_digest, "size": manifest.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "v1"}
+        }]
+    });
+    fs::write(dir.path().join("index.json"), index.to_string()).unwrap();
+    let out = Command::new("skopeo")
+        .args([
+            "copy",
+            "--quiet",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+        ])
+        .arg(format!("oci:{}:v1", dir.path().display()))
+        .arg(format!("docker://{}/{repo}:v1", registry()))
+        .stdin(Stdio::null())
+        .output()
+        .expect("skopeo");
+    assert!(
+        out.status.success(),
+        "skopeo copy to {repo}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Image {
+        repo: repo.to_owned(),
+        reference: format!("{}/{repo}:v1", registry()),
+        manifest_digest,
+        manifest_size: manifest.len() as u64,
+        config_digest,
+        config_size: config.len() as u64,
+        layers: layers
+            .iter()
+            .map(|l| (l.digest.clone(), l.blob.len() as u64))
+            .collect(),
+        diff_ids: layers.iter().map(|l| l.diff_id.clone()).collect(),
+    }
+}
+
+/// A fresh image of `sizes.len()` random layers in a new repository.
+fn fresh_image(what: &str, sizes: &[usize]) -> Image {
+    let layers: Vec<Layer> = sizes.iter().map(|&s| layer(s)).collect();
+    push_image(&unique_repo(what), &layers)
+}
+
+/// `skopeo inspect --raw [extra] docker://REF` (stdout bytes exactly).
+fn skopeo_raw(reference: &str, extra: &[&str]) -> Vec<u8> {
+    let out = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", "--raw"])
+        .args(extra)
+        .arg(format!("docker://{reference}"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("skopeo");
+    assert!(
+        out.status.success(),
+        "skopeo inspect {reference}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn output_of(cmd: &mut Command) -> Run {
+    let out = cmd.stdin(Stdio::null()).output().expect("run imgcache");
+    to_run(out)
+}
+
+fn to_run(out: std::process::Output) -> Run {
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        max_rss_kib: None,
+    }
+}
+
+/// A cache root and a HOME of its own, with no credentials or certificates from the machine.
+struct Cache {
+    dir: tempfile::TempDir,
+    root: PathBuf,
+    home: PathBuf,
+}
+
+impl Cache {
+    fn new() -> Self {
+        let dir = tempdir();
+        let root = dir.path().join("root");
+        let home = dir.path().join("home");
+        fs::create_dir_all(&home).unwrap();
+        Self { dir, root, home }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.arg("--root").arg(&self.root).args(args);
+        c.env("HOME", &self.home);
+        for v in [
+            "DOCKER_CONFIG",
+            "REGISTRY_AUTH_FILE",
+            "XDG_RUNTIME_DIR",
+            "XDG_CONFIG_HOME",
+            "XDG_CACHE_HOME",
+            "IMGCACHE_HOME",
+            "IMGCACHE_LOG",
+        ] {
+            c.env_remove(v);
+        }
+        c.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        output_of(&mut self.command(args))
+    }
+
+    /// Runs with `--json`, expecting `code`.
+    fn json_code(&self, args: &[&str], code: i32) -> Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        let r = self.run(&a);
+        assert_eq!(
+            r.code, code,
+            "imgcache {args:?}\nstdout:\n{}\nstderr:\n{}",
+            r.stdout, r.stderr
+        );
+        r.json()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        self.json_code(args, 0)
+    }
+
+    fn pull(&self, reference: &str) -> Value {
+        self.json(&["pull", reference])
+    }
+
+    fn pull_offline(&self, reference: &str) -> Value {
+        self.json(&["pull", "--offline", reference])
+    }
+
+    fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args).spawn().expect("spawn imgcache")
+    }
+
+    fn blob_dir(&self) -> PathBuf {
+        self.root.join("blobs/sha256")
+    }
+
+    fn blob_path(&self, digest: &str) -> PathBuf {
+        self.blob_dir().join(hex(digest))
+    }
+
+    /// The digests of the blob files on disk.
+    fn blob_files(&self) -> BTreeSet<String> {
+        fs::read_dir(self.blob_dir())
+            .map(|rd| {
+                rd.map(|e| format!("sha256:{}", e.unwrap().file_name().to_string_lossy()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn refs(&self) -> Vec<String> {
+        self.json(&["ls"])["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["reference"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// `fsck [args]` that must be clean.
+    fn assert_fsck_clean(&self, args: &[&str]) -> Value {
+        let mut a = vec!["fsck"];
+        a.extend_from_slice(args);
+        let doc = self.json(&a);
+        assert_eq!(doc["ok"], true, "{doc:#}");
+        for k in ["missing", "corrupt", "broken_references"] {
+            assert_eq!(doc[k], json!([]), "{k}: {doc:#}");
+        }
+        doc
+    }
+}
+
+/// The plain registry's access log, from the moment of [`RegistryLog::mark`] on.
+struct RegistryLog {
+    path: PathBuf,
+    start: u64,
+}
+
+impl RegistryLog {
+    fn mark() -> Self {
+        let path =
+            Path::new(&env().vars["IMGCACHE_TESTENV"]).join("registry-data/_ctl/registry.log");
+        let start = fs::metadata(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .len();
+        Self { path, start }
+    }
+
+    /// The access-log lines appended since the mark that concern `/v2/<repo>/`. Waits a moment
+    /// first: the registry writes a line once it has sent the response.
+    fn lines(&self, repo: &str) -> Vec<String> {
+        thread::sleep(Duration::from_millis(300));
+        let mut f = fs::File::open(&self.path).unwrap();
+        f.seek(SeekFrom::Start(self.start)).unwrap();
+        let mut bytes = Vec::new();
+        f.read_to_end(&mut bytes).unwrap();
+        let needle = format!(" /v2/{repo}/");
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter(|l| l.contains(" HTTP/1.1\"") && l.contains(&needle))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// `GET /v2/<repo>/blobs/<digest>` lines (whole or Range) since the mark, per digest.
+    fn blob_gets(&self, repo: &str) -> BTreeMap<String, usize> {
+        let prefix = format!("\"GET /v2/{repo}/blobs/");
+        let mut out = BTreeMap::new();
+        for l in self.lines(repo) {
+            if let Some(i) = l.find(&prefix) {
+                let d = l[i + prefix.len()..].split(' ').next().unwrap().to_owned();
+                *out.entry(d).or_insert(0) += 1;
+            }
+        }
+        out
+    }
+}
+
+fn failure_checks(verify_doc: &Value) -> Vec<String> {
+    verify_doc["image"]["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["check"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Makes a stored blob writable and flips one byte in its middle.
+fn corrupt(path: &Path) {
+    fs::set_permissions(path, fs::Permissions::from_mode(0o644)).unwrap();
+    let mut data = fs::read(path).unwrap();
+    let i = data.len() / 2;
+    data[i] ^= 0x55;
+    fs::write(path, data).unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Pull: identities as skopeo sees them; the store layout.
+
+#[test]
+fn pull_gives_the_digests_skopeo_computes_and_lays_out_the_store() {
+    let c = Cache::new();
+    let reg = registry();
+    let host_arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let mut expected_blobs = BTreeSet::new();
+    // The image ID by skopeo; the manifest's blobs noted as expected in the store.
+    let note_image = |blobs: &mut BTreeSet<String>, repo_at: &str, manifest: &[u8]| {
+        let m: Value = serde_json::from_slice(manifest).unwrap();
+        blobs.insert(digest_of(manifest));
+        blobs.insert(m["config"]["digest"].as_str().unwrap().to_owned());
+        for l in m["layers"].as_array().unwrap() {
+            blobs.insert(l["digest"].as_str().unwrap().to_owned());
+        }
+        let config = skopeo_raw(repo_at, &["--config"]);
+        assert_eq!(digest_of(&config), m["config"]["digest"].as_str().unwrap());
+        digest_of(&config)
+    };
+
+    // Single manifests: Docker v2s2 and OCI, the same config and layers.
+    let mut first_fetch = None;
+    for tag in ["v1", "v1-oci"] {
+        let reference = format!("{reg}/busybox:{tag}");
+        let manifest = skopeo_raw(&reference, &[]);
+        let image_id = note_image(&mut expected_blobs, &reference, &manifest);
+        let doc = c.pull(&reference);
+        assert_eq!(doc["reference"], reference.as_str());
+        assert_eq!(doc["image_id"], image_id.as_str(), "{tag}");
+        assert_eq!(
+            doc["manifest_digest"],
+            digest_of(&manifest).as_str(),
+            "{tag}"
+        );
+        assert_eq!(doc["distribution_digest"], doc["manifest_digest"], "{tag}");
+        assert_eq!(doc["from_cache"], false);
+        let m: Value = serde_json::from_slice(&manifest).unwrap();
+        let blob_bytes = m["config"]["size"].as_u64().unwrap()
+            + m["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l["size"].as_u64().unwrap())
+                .sum::<u64>();
+        match first_fetch {
+            None => {
+                assert_eq!(doc["bytes_fetched"], blob_bytes, "{doc:#}");
+                assert_eq!(
+                    doc["blobs_fetched"],
+                    1 + m["layers"].as_array().unwrap().len()
+                );
+                first_fetch = Some(blob_bytes);
+            }
+            // The OCI twin shares config and layers: nothing to download.
+            Some(_) => {
+                assert_eq!(doc["bytes_fetched"], 0, "{doc:#}");
+                assert_eq!(doc["bytes_reused"], blob_bytes, "{doc:#}");
+            }
+        }
+    }
+
+    // Indexes: OCI index (default platform, and linux/arm64 = linux/arm64/v8) and Docker list.
+    let cases = [
+        ("multiarch:v1", None, (host_arch, None)),
+        ("multiarch:v1", Some("linux/arm64"), ("arm64", Some("v8"))),
+        ("multiarch:v1-list", None, (host_arch, None)),
+    ];
+    for (tag, platform, (arch, variant)) in cases {
+        let reference = format!("{reg}/{tag}");
+        let index = skopeo_raw(&reference, &[]);
+        expected_blobs.insert(digest_of(&index));
+        let doc: Value = serde_json::from_slice(&index).unwrap();
+        let child = doc["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| {
+                m["platform"]["os"] == "linux"
+                    && m["platform"]["architecture"] == arch
+                    && (variant.is_none() || m["platform"]["variant"] == variant.unwrap())
+            })
+            .unwrap_or_else(|| panic!("{tag} has no linux/{arch}"))["digest"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let child_ref = format!("{reg}/multiarch@{child}");
+        let manifest = skopeo_raw(&child_ref, &[]);
+        assert_eq!(digest_of(&manifest), child);
+        let image_id = note_image(&mut expected_blobs, &child_ref, &manifest);
+        let mut args = vec!["pull", reference.as_str()];
+        if let Some(p) = platform {
+            args.extend(["--platform", p]);
+        }
+        let pulled = c.json(&args);
+        let what = format!("{tag} {platform:?}");
+        assert_eq!(pulled["image_id"], image_id.as_str(), "{what}");
+        assert_eq!(pulled["manifest_digest"], child.as_str(), "{what}");
+        assert_eq!(
+            pulled["distribution_digest"],
+            digest_of(&index).as_str(),
+            "{what}"
+        );
+        let want_platform = match variant {
+            Some(v) => format!("linux/{arch}/{v}"),
+            None => format!("linux/{arch}"),
+        };
+        assert_eq!(pulled["platform"], want_platform.as_str(), "{what}");
+    }
+
+    // The store: a tagged cache dir, the index, every blob once, read-only, named by its hash.
+    let tag = fs::read_to_string(c.root.join("CACHEDIR.TAG")).unwrap();
+    assert!(
+        tag.starts_with("Signature: 8a477f597d28d172789f06886806bc55"),
+        "{tag}"
+    );
+    assert!(c.root.join("index.db").is_file());
+    assert_eq!(c.blob_files(), expected_blobs);
+    for d in &expected_blobs {
+        let p = c.blob_path(d);
+        let mode = fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o444, "{}", p.display());
+        assert_eq!(digest_of(&fs::read(&p).unwrap()), *d);
+    }
+    c.assert_fsck_clean(&["--deep"]);
+}
+
+#[test]
+fn a_single_platform_image_is_not_recorded_under_another_platform() {
+    // busybox:v1 is one linux/amd64 manifest, no index.
+    let c = Cache::new();
+    let reference = format!("{}/busybox:v1", registry());
+    let r = c.run(&["--json", "pull", &reference, "--platform", "linux/arm64"]);
+    if r.code == 0 {
+        // Accepted: then what the cache says must be the image's own platform.
+        assert_eq!(r.json()["platform"], "linux/amd64", "{}", r.stdout);
+        let ls = c.json(&["ls"]);
+        assert_eq!(ls["images"][0]["platform"], "linux/amd64", "{ls:#}");
+    } else {
+        // Refused: a check that said no, naming the platforms.
+        assert_eq!(r.code, 1, "{}", r.stderr);
+        assert!(r.stderr.contains("linux/arm64"), "{}", r.stderr);
+        assert!(r.stderr.contains("linux/amd64"), "{}", r.stderr);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Pulling again: nothing downloaded; pinned and offline pulls never touch the network.
+
+#[test]
+fn second_pull_fetches_nothing_and_pinned_and_offline_pulls_make_no_request() {
+    let img = fresh_image("again", &[40_000, 30_000]);
+    let c = Cache::new();
+
+    let log = RegistryLog::mark();
+    let first = c.pull(&img.reference);
+    assert_eq!(first["image_id"], img.config_digest.as_str());
+    assert_eq!(first["manifest_digest"], img.manifest_digest.as_str());
+    assert_eq!(first["bytes_fetched"], img.blob_bytes());
+    assert_eq!(first["blobs_fetched"], 3);
+    assert_eq!(first["blobs_reused"], 0);
+    assert_eq!(first["from_cache"], false);
+    let gets = log.blob_gets(&img.repo);
+    assert_eq!(gets.len(), 3, "{gets:?}");
+    assert!(gets.values().all(|&n| n == 1), "{gets:?}");
+
+    let log = RegistryLog::mark();
+    let second = c.pull(&img.reference);
+    assert_eq!(second["image_id"], img.config_digest.as_str());
+    assert_eq!(second["bytes_fetched"], 0, "{second:#}");
+    assert_eq!(second["blobs_fetched"], 0);
+    assert_eq!(second["bytes_reused"], img.blob_bytes());
+    assert_eq!(second["blobs_reused"], 3);
+    assert!(log.blob_gets(&img.repo).is_empty());
+
+    // Pinned by digest and cached: answered from the cache, not one request.
+    let log = RegistryLog::mark();
+    let pinned = c.pull(&img.pinned());
+    assert_eq!(pinned["from_cache"], true, "{pinned:#}");
+    assert_eq!(pinned["reference"], img.pinned().as_str());
+    assert_eq!(pinned["image_id"], img.config_digest.as_str());
+    assert_eq!(pinned["manifest_digest"], img.manifest_digest.as_str());
+    assert_eq!(pinned["distribution_digest"], img.manifest_digest.as_str());
+    assert_eq!(pinned["bytes_fetched"], 0);
+    assert_eq!(pinned["blobs_fetched"], 0);
+    let offline = c.pull_offline(&img.reference);
+    assert_eq!(offline["from_cache"], true, "{offline:#}");
+    assert_eq!(offline["image_id"], img.config_digest.as_str());
+    assert_eq!(offline["manifest_digest"], img.manifest_digest.as_str());
+
+    // Offline and not cached: a check that says no (1), naming the reference.
+    let missing = format!("{}/{}:v2", registry(), img.repo);
+    let r = c.run(&["pull", "--offline", &missing]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("not in the cache"), "{}", r.stderr);
+    assert!(r.stderr.contains(&missing), "{}", r.stderr);
+    let doc = c.json_code(&["pull", "--offline", &missing], 1);
+    assert_eq!(doc["ok"], false);
+    let message = doc["error"]["message"].as_str().unwrap();
+    assert!(message.contains("not in the cache"), "{doc:#}");
+    assert!(doc["error"]["check"].is_string(), "{doc:#}");
+    let requests = log.lines(&img.repo);
+    assert!(requests.is_empty(), "{requests:#?}");
+
+    // Offline never tries the network: an uncached reference of an unreachable registry is
+    // "not in the cache" (1), not a network failure (3).
+    let r = c.run(&["pull", "--offline", "127.0.0.1:9/nothing/here:v1"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("not in the cache"), "{}", r.stderr);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. A tag that moves.
+
+#[test]
+fn a_moved_tag_downloads_only_the_new_blobs() {
+    let shared = layer(60_000);
+    let repo = unique_repo("moving");
+    let a = push_image(&repo, &[shared.clone(), layer(20_000)]);
+    let c = Cache::new();
+    let first = c.pull(&a.reference);
+    assert_eq!(first["image_id"], a.config_digest.as_str());
+
+    let new_layer = layer(25_000);
+    let b = push_image(&repo, &[shared.clone(), new_layer.clone()]);
+    assert_eq!(a.reference, b.reference);
+    let log = RegistryLog::mark();
+    let second = c.pull(&b.reference);
+    assert_eq!(second["image_id"], b.config_digest.as_str(), "{second:#}");
+    assert_eq!(second["manifest_digest"], b.manifest_digest.as_str());
+    let new_bytes = b.config_size + new_layer.blob.len() as u64;
+    assert_eq!(second["bytes_fetched"], new_bytes, "{second:#}");
+    assert_eq!(second["blobs_fetched"], 2);
+    assert_eq!(second["bytes_reused"], shared.blob.len() as u64);
+    assert_eq!(second["blobs_reused"], 1);
+    let gets = log.blob_gets(&repo);
+    let want: BTreeMap<String, usize> =
+        BTreeMap::from([(b.config_digest.clone(), 1), (new_layer.digest.clone(), 1)]);
+    assert_eq!(gets, want, "the shared layer must not be downloaded again");
+
+    // The tag now names B; A's blobs stay until prune.
+    let ls = c.json(&["ls"]);
+    let images = ls["images"].as_array().unwrap();
+    assert_eq!(images.len(), 1, "{ls:#}");
+    assert_eq!(images[0]["image_id"], b.config_digest.as_str());
+    let inspect = c.json(&["inspect", &b.reference]);
+    assert_eq!(inspect["image_id"], b.config_digest.as_str());
+    let pruned = c.json(&["prune"]);
+    assert_eq!(pruned["blobs_removed"], 3, "{pruned:#}");
+    assert_eq!(c.blob_files(), b.blobs());
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Credentials and TLS.
+
+fn auth_registry() -> &'static str {
+    &env().vars["TEST_REGISTRY_AUTH"]
+}
+
+fn right_creds() -> String {
+    format!(
+        "{}:{}",
+        env().vars["TEST_REGISTRY_USER"],
+        env().vars["TEST_REGISTRY_PASS"]
+    )
+}
+
+fn write_docker_config(home: &Path, registry: &str, user_pass: &str) {
+    let dir = home.join(".docker");
+    fs::create_dir_all(&dir).unwrap();
+    let doc = json!({"auths": {registry: {"auth": base64(user_pass.as_bytes())}}});
+    fs::write(dir.join("config.json"), doc.to_string()).unwrap();
+}
+
+#[test]
+fn base64_helper_matches_the_rfc() {
+    assert_eq!(base64(b"user:pass"), "dXNlcjpwYXNz");
+    assert_eq!(base64(b"a"), "YQ==");
+    assert_eq!(base64(b"ab"), "YWI=");
+}
+
+#[test]
+fn htpasswd_registry_takes_creds_or_a_docker_config_and_refuses_without() {
+    let reg = auth_registry();
+    let reference = format!("{reg}/busybox:v1");
+    let busybox_id = skopeo_image_id("busybox:v1");
+
+    let c = Cache::new();
+    let r = c.run(&["pull", &reference]);
+    assert_eq!(r.code, 3, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains(reg), "{}", r.stderr);
+    assert!(r.stderr.contains("docker login"), "{}", r.stderr);
+
+    let wrong = format!("{}:{MARKER_PASSWORD}", env().vars["TEST_REGISTRY_USER"]);
+    let r = c.run(&["pull", &reference, "--creds", &wrong]);
+    assert_eq!(r.code, 3, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains(reg), "{}", r.stderr);
+    assert!(c.json(&["ls"])["images"].as_array().unwrap().is_empty());
+
+    let doc = c.json(&["pull", &reference, "--creds", &right_creds()]);
+    assert_eq!(doc["image_id"], busybox_id.as_str());
+
+    // From ~/.docker/config.json.
+    let c = Cache::new();
+    write_docker_config(&c.home, reg, &right_creds());
+    let doc = c.pull(&reference);
+    assert_eq!(doc["image_id"], busybox_id.as_str());
+    c.assert_fsck_clean(&["--deep"]);
+}
+
+/// The image ID of `<repo:tag>` on the plain registry, by skopeo.
+fn skopeo_image_id(repo_tag: &str) -> String {
+    digest_of(&skopeo_raw(
+        &format!("{}/{repo_tag}", registry()),
+        &["--config"],
+    ))
+}
+
+#[test]
+fn tls_registry_needs_its_ca() {
+    let reg = &env().vars["TEST_REGISTRY_TLS"];
+    let ca = &env().vars["TEST_REGISTRY_TLS_CA"];
+    let reference = format!("{reg}/busybox:v1");
+    let c = Cache::new();
+    let r = c.run(&["pull", &reference]);
+    assert_eq!(r.code, 3, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("--ca-cert"), "{}", r.stderr);
+    assert!(r.stderr.contains(reg.as_str()), "{}", r.stderr);
+    assert!(c.json(&["ls"])["images"].as_array().unwrap().is_empty());
+
+    let doc = c.json(&["pull", &reference, "--ca-cert", ca]);
+    assert_eq!(doc["image_id"], skopeo_image_id("busybox:v1").as_str());
+}
+
+#[test]
+fn passwords_never_appear_in_any_output() {
+    let reg = auth_registry();
+    let reference = format!("{reg}/busybox:v1");
+    let user = &env().vars["TEST_REGISTRY_USER"];
+    let right_pass = &env().vars["TEST_REGISTRY_PASS"];
+    let wrong = format!("{user}:{MARKER_PASSWORD}");
+    let right = right_creds();
+    let secrets = [
+        MARKER_PASSWORD.to_owned(),
+        base64(wrong.as_bytes()),
+        right_pass.clone(),
+        base64(right.as_bytes()),
+    ];
+    let check = |what: &str, r: &Run| {
+        for s in &secrets {
+            assert!(
+                !r.stdout.contains(s.as_str()) && !r.stderr.contains(s.as_str()),
+                "{what}: a secret ({s}) was printed:\nstdout:\n{}\nstderr:\n{}",
+                r.stdout,
+                r.stderr
+            );
+        }
+    };
+    let c = Cache::new();
+    let traced = |args: &[&str]| -> Run { output_of(c.command(args).env("IMGCACHE_LOG", "trace")) };
+    for json in [false, true] {
+        let mut base: Vec<&str> = if json { vec!["--json"] } else { vec![] };
+        base.extend(["pull", &reference, "--creds"]);
+        let mut bad = base.clone();
+        bad.push(&wrong);
+        let r = traced(&bad);
+        assert_eq!(r.code, 3, "{}", r.stderr);
+        check("wrong --creds", &r);
+        let mut good = base.clone();
+        good.push(&right);
+        let r = traced(&good);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert!(
+            r.stderr.contains("TRACE"),
+            "tracing was not on: {}",
+            r.stderr
+        );
+        check("right --creds", &r);
+        // A --creds without ':' is refused without being echoed.
+        let r = traced(&["pull", &reference, "--creds", MARKER_PASSWORD]);
+        assert_ne!(r.code, 0);
+        check("malformed --creds", &r);
+    }
+    // Credentials from an auth file, wrong then right.
+    let c2 = Cache::new();
+    write_docker_config(&c2.home, reg, &wrong);
+    let r = output_of(
+        c2.command(&["--json", "pull", &reference])
+            .env("IMGCACHE_LOG", "trace"),
+    );
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    check("wrong password in config.json", &r);
+    write_docker_config(&c2.home, reg, &right);
+    let r = output_of(
+        c2.command(&["pull", &reference])
+            .env("IMGCACHE_LOG", "trace"),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    check("right password in config.json", &r);
+    // Nor anything the cache says afterwards.
+    for args in [
+        vec!["ls"],
+        vec!["--json", "ls"],
+        vec!["inspect", reference.as_str()],
+        vec!["--json", "verify", "--deep", reference.as_str()],
+        vec!["--json", "fsck", "--deep"],
+    ] {
+        let r = traced(&args);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+        check(&format!("{args:?}"), &r);
+    }
+    // The index does not keep them either.
+    let db = fs::read(c.root.join("index.db")).unwrap();
+    let db = String::from_utf8_lossy(&db);
+    for s in &secrets {
+        assert!(!db.contains(s.as_str()), "index.db holds a secret");
+    }
+}
+
+#[test]
+fn malformed_creds_is_a_usage_error() {
+    let c = Cache::new();
+    let r = c.run(&[
+        "pull",
+        &format!("{}/busybox:v1", auth_registry()),
+        "--creds",
+        "no-colon-here",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("USER:PASSWORD"), "{}", r.stderr);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Not in the registry.
+
+#[test]
+fn a_reference_the_registry_does_not_have_exits_1_naming_it() {
+    let c = Cache::new();
+    for reference in [
+        format!("{}/{}:v1", registry(), unique_repo("nothing")),
+        format!("{}/busybox:no-such-tag", registry()),
+    ] {
+        let r = c.run(&["pull", &reference]);
+        assert_eq!(r.code, 1, "{reference}: {}\n{}", r.stdout, r.stderr);
+        assert!(r.stderr.contains(&reference), "{}", r.stderr);
+        assert!(r.stderr.contains("not found"), "{}", r.stderr);
+        let doc = c.json_code(&["pull", &reference], 1);
+        assert_eq!(doc["ok"], false);
+        let message = doc["error"]["message"].as_str().unwrap();
+        assert!(message.contains(&reference), "{doc:#}");
+    }
+    assert!(c.json(&["ls"])["images"].as_array().unwrap().is_empty());
+    assert!(c.blob_files().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. ls, inspect, verify, rm, prune.
+
+#[test]
+fn ls_inspect_verify_rm_and_prune_keep_blobs_another_reference_needs() {
+    let shared = layer(50_000);
+    let a = push_image(&unique_repo("lsa"), &[shared.clone(), layer(10_000)]);
+    let b = push_image(&unique_repo("lsb"), &[shared.clone(), layer(12_000)]);
+    let c = Cache::new();
+    c.pull(&a.reference);
+    c.pull(&b.reference);
+
+    let ls = c.json(&["ls"]);
+    let mut rows: Vec<&Value> = ls["images"].as_array().unwrap().iter().collect();
+    rows.sort_by_key(|r| r["reference"].as_str().unwrap().to_owned());
+    assert_eq!(rows.len(), 2, "{ls:#}");
+    for (row, img) in rows.iter().zip([&a, &b]) {
+        assert_eq!(row["reference"], img.reference.as_str());
+        assert_eq!(row["image_id"], img.config_digest.as_str());
+        assert_eq!(row["manifest_digest"], img.manifest_digest.as_str());
+        assert_eq!(row["platform"], "linux/amd64");
+        assert_eq!(row["size"], img.size());
+        assert!(row.get("index_digest").is_none(), "{row:#}");
+        assert!(row["last_used"].as_i64().unwrap() > 1_600_000_000);
+    }
+    let human = c.run(&["ls"]);
+    assert_eq!(human.code, 0);
+    assert!(human.stdout.contains(&a.reference) && human.stdout.contains(&b.reference));
+
+    // inspect, by reference and by image ID.
+    for target in [a.reference.clone(), a.config_digest.clone()] {
+        let doc = c.json(&["inspect", &target]);
+        assert_eq!(doc["image_id"], a.config_digest.as_str(), "{target}");
+        assert_eq!(doc["manifest_digest"], a.manifest_digest.as_str());
+        assert_eq!(doc["media_type"], OCI_MANIFEST);
+        assert_eq!(doc["size"], a.size());
+        let layers = doc["layers"].as_array().unwrap();
+        assert_eq!(layers.len(), 2);
+        for (l, ((d, s), diff)) in layers.iter().zip(a.layers.iter().zip(&a.diff_ids)) {
+            assert_eq!(l["digest"], d.as_str());
+            assert_eq!(l["size"], *s);
+            assert_eq!(l["diff_id"], diff.as_str());
+            assert_eq!(l["present"], true);
+        }
+    }
+    assert_eq!(
+        c.json(&["inspect", &a.reference])["reference"],
+        a.reference.as_str()
+    );
+
+    for level in [&[][..], &["--deep"][..]] {
+        let mut args = vec!["verify", a.reference.as_str()];
+        args.extend_from_slice(level);
+        let doc = c.json(&args);
+        assert_eq!(doc["ok"], true, "{doc:#}");
+        assert_eq!(doc["level"], if level.is_empty() { "fast" } else { "deep" });
+        assert_eq!(doc["reference"], a.reference.as_str());
+        assert_eq!(doc["image"]["ok"], true);
+        assert_eq!(doc["image"]["image_id"], a.config_digest.as_str());
+        assert_eq!(doc["image"]["failures"], json!([]));
+    }
+    let doc = c.json_code(&["verify", &a.reference, "--expect", &b.config_digest], 1);
+    assert_eq!(failure_checks(&doc), ["expected-image-id"]);
+
+    // rm: the reference goes, its blobs stay.
+    let all = c.blob_files();
+    let mut want_all = a.blobs();
+    want_all.extend(b.blobs());
+    assert_eq!(all, want_all);
+    let rm = c.json(&["rm", &a.reference]);
+    assert_eq!(rm["ok"], true);
+    assert_eq!(c.refs(), [b.reference.as_str()]);
+    assert_eq!(c.blob_files(), all);
+    let r = c.run(&["inspect", &a.reference]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("not in the cache"), "{}", r.stderr);
+    let r = c.run(&["verify", &a.reference]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let r = c.run(&["rm", &a.reference]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+
+    // fsck names what prune will remove; prune removes exactly that.
+    let only_a: BTreeSet<String> = a.blobs().difference(&b.blobs()).cloned().collect();
+    assert_eq!(only_a.len(), 3);
+    let fsck = c.assert_fsck_clean(&[]);
+    assert_eq!(
+        fsck["unreferenced"],
+        json!(only_a.iter().collect::<Vec<_>>())
+    );
+    let freed: u64 = a.manifest_size + a.config_size + a.layers[1].1;
+    let pruned = c.json(&["prune"]);
+    assert_eq!(pruned["blobs_removed"], 3, "{pruned:#}");
+    assert_eq!(pruned["bytes_freed"], freed, "{pruned:#}");
+    assert_eq!(pruned["images_removed"], 1, "{pruned:#}");
+    assert_eq!(pruned["references_evicted"], json!([]));
+    assert_eq!(c.blob_files(), b.blobs());
+    assert!(c.blob_path(&shared.digest).exists());
+    let fsck = c.assert_fsck_clean(&["--deep"]);
+    assert_eq!(fsck["unreferenced"], json!([]));
+    assert_eq!(c.json(&["verify", "--deep", &b.reference])["ok"], true);
+    let again = c.json(&["prune"]);
+    assert_eq!(again["blobs_removed"], 0, "{again:#}");
+}
+
+#[test]
+fn prune_max_size_evicts_the_least_recently_used_first() {
+    let x = fresh_image("lrux", &[30_000]);
+    let y = fresh_image("lruy", &[30_000]);
+    let c = Cache::new();
+    c.pull(&x.reference);
+    c.pull(&y.reference);
+    // last_used has a resolution of one second.
+    thread::sleep(Duration::from_millis(1100));
+    assert_eq!(c.pull(&x.pinned())["from_cache"], true);
+    let ls = c.json(&["ls"]);
+    let used = |reference: &str| {
+        ls["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["reference"] == reference)
+            .unwrap_or_else(|| panic!("{reference} not in {ls:#}"))["last_used"]
+            .as_i64()
+            .unwrap()
+    };
+    assert!(used(&x.reference) > used(&y.reference), "{ls:#}");
+
+    // A copy of the cache, to prune it to nothing.
+    let copy = Cache::new();
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(&c.root)
+        .arg(&copy.root)
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    // Room for X only: Y goes, X (touched later) stays.
+    let max = x.size().to_string();
+    let pruned = c.json(&["prune", "--max-size", &max]);
+    assert_eq!(
+        pruned["references_evicted"],
+        json!([y.reference]),
+        "{pruned:#}"
+    );
+    assert_eq!(pruned["images_removed"], 1, "{pruned:#}");
+    assert_eq!(pruned["blobs_removed"], 3, "{pruned:#}");
+    assert_eq!(pruned["bytes_freed"], y.size(), "{pruned:#}");
+    assert_eq!(c.blob_files(), x.blobs());
+    let mut refs = c.refs();
+    refs.sort();
+    assert_eq!(refs, [x.reference.clone(), x.pinned()]);
+    c.assert_fsck_clean(&["--deep"]);
+
+    // Room for nothing: everything goes, least recently used first.
+    let pruned = copy.json(&["prune", "--max-size", "1"]);
+    let evicted: Vec<&str> = pruned["references_evicted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(evicted.len(), 3, "{pruned:#}");
+    assert_eq!(evicted[0], y.reference, "{pruned:#}");
+    let rest: BTreeSet<&str> = evicted[1..].iter().copied().collect();
+    assert_eq!(
+        rest,
+        BTreeSet::from([x.reference.as_str(), x.pinned().as_str()])
+    );
+    assert_eq!(pruned["images_removed"], 2);
+    assert_eq!(pruned["bytes_freed"], x.size() + y.size());
+    assert!(copy.blob_files().is_empty());
+    assert!(copy.refs().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. fsck.
+
+#[test]
+fn fsck_finds_a_deleted_blob_and_a_pull_restores_it() {
+    let img = fresh_image("fsckmissing", &[20_000, 30_000]);
+    let c = Cache::new();
+    c.pull(&img.reference);
+    let doc = c.assert_fsck_clean(&[]);
+    assert_eq!(doc["blobs_checked"], 4);
+    assert_eq!(doc["unreferenced"], json!([]));
+    c.assert_fsck_clean(&["--deep"]);
+
+    let gone = &img.layers[1].0;
+    fs::remove_file(c.blob_path(gone)).unwrap();
+    let doc = c.json_code(&["fsck"], 1);
+    assert_eq!(doc["ok"], false);
+    assert_eq!(doc["missing"], json!([gone]), "{doc:#}");
+    assert_eq!(doc["broken_references"], json!([img.reference]), "{doc:#}");
+    assert_eq!(doc["corrupt"], json!([]));
+    let human = c.run(&["fsck"]);
+    assert_eq!(human.code, 1);
+    assert!(human.stdout.contains(gone.as_str()), "{}", human.stdout);
+
+    let doc = c.json_code(&["verify", &img.reference], 1);
+    assert_eq!(doc["ok"], false);
+    assert_eq!(failure_checks(&doc), ["missing-entry"], "{doc:#}");
+    assert_eq!(doc["image"]["failures"][0]["layer"], 1);
+    let inspect = c.json(&["inspect", &img.reference]);
+    assert_eq!(inspect["layers"][1]["present"], false);
+    assert_eq!(inspect["layers"][0]["present"], true);
+
+    // A pinned pull of an incomplete image goes to the registry for what is missing.
+    let log = RegistryLog::mark();
+    let doc = c.pull(&img.pinned());
+    assert_eq!(doc["from_cache"], false, "{doc:#}");
+    assert_eq!(doc["bytes_fetched"], img.layers[1].1, "{doc:#}");
+    assert_eq!(
+        log.blob_gets(&img.repo),
+        BTreeMap::from([(gone.clone(), 1)])
+    );
+    c.assert_fsck_clean(&["--deep"]);
+    assert_eq!(c.json(&["verify", "--deep", &img.reference])["ok"], true);
+}
+
+#[test]
+fn fsck_deep_finds_a_corrupt_blob_and_repair_removes_it() {
+    let img = fresh_image("fsckcorrupt", &[40_000, 20_000]);
+    let c = Cache::new();
+    c.pull(&img.reference);
+    let bad = &img.layers[0].0;
+    corrupt(&c.blob_path(bad));
+
+    // Sizes are unchanged: the fast checks cannot see it.
+    c.assert_fsck_clean(&[]);
+    assert_eq!(c.json(&["verify", &img.reference])["ok"], true);
+
+    let doc = c.json_code(&["fsck", "--deep"], 1);
+    assert_eq!(doc["corrupt"], json!([bad]), "{doc:#}");
+    assert_eq!(doc["missing"], json!([]), "{doc:#}");
+    assert_eq!(doc["broken_references"], json!([img.reference]), "{doc:#}");
+    let doc = c.json_code(&["verify", "--deep", &img.reference], 1);
+    let checks = failure_checks(&doc);
+    assert!(
+        checks.iter().any(|c| c == "blob-digest" || c == "diff-id"),
+        "{doc:#}"
+    );
+    assert_eq!(doc["image"]["failures"][0]["layer"], 0, "{doc:#}");
+
+    let doc = c.json_code(&["fsck", "--deep", "--repair"], 1);
+    assert_eq!(doc["corrupt"], json!([bad]), "{doc:#}");
+    let repaired = doc["repaired"].as_array().unwrap();
+    assert_eq!(repaired.len(), 1, "{doc:#}");
+    assert!(repaired[0].as_str().unwrap().contains(bad.as_str()));
+    assert!(!c.blob_path(bad).exists());
+    let mut others = img.blobs();
+    others.remove(bad);
+    assert_eq!(c.blob_files(), others);
+
+    let doc = c.json_code(&["fsck"], 1);
+    assert_eq!(doc["missing"], json!([bad]), "{doc:#}");
+    let pulled = c.pull(&img.reference);
+    assert_eq!(pulled["bytes_fetched"], img.layers[0].1, "{pulled:#}");
+    c.assert_fsck_clean(&["--deep"]);
+    assert_eq!(c.json(&["verify", "--deep", &img.reference])["ok"], true);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8. Concurrency.
+
+fn wait_all(children: Vec<Child>) -> Vec<Run> {
+    children
+        .into_iter()
+        .map(|ch| to_run(ch.wait_with_output().unwrap()))
+        .collect()
+}
+
+#[test]
+fn eight_concurrent_pulls_download_each_blob_once() {
+    let img = fresh_image("eight", &[1_500_000, 1_000_000, 700_000]);
+    let c = Cache::new();
+    let log = RegistryLog::mark();
+    let children: Vec<Child> = (0..8)
+        .map(|_| c.spawn(&["--json", "pull", &img.reference]))
+        .collect();
+    let runs = wait_all(children);
+    for (i, r) in runs.iter().enumerate() {
+        assert_eq!(r.code, 0, "pull {i}: {}\n{}", r.stdout, r.stderr);
+        let doc = r.json();
+        assert_eq!(doc["image_id"], img.config_digest.as_str(), "pull {i}");
+        assert_eq!(doc["manifest_digest"], img.manifest_digest.as_str());
+    }
+    let fetched: u64 = runs
+        .iter()
+        .map(|r| r.json()["bytes_fetched"].as_u64().unwrap())
+        .sum();
+    assert_eq!(fetched, img.blob_bytes(), "bytes counted once in all");
+
+    let gets = log.blob_gets(&img.repo);
+    let want: BTreeMap<String, usize> = img
+        .blobs()
+        .into_iter()
+        .filter(|d| *d != img.manifest_digest)
+        .map(|d| (d, 1))
+        .collect();
+    assert_eq!(gets, want, "blob GETs per digest (Range GETs included)");
+
+    assert_eq!(c.blob_files(), img.blobs());
+    let partials: Vec<_> = fs::read_dir(c.root.join("ingest"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(partials.is_empty(), "{partials:?}");
+    c.assert_fsck_clean(&["--deep"]);
+    assert_eq!(c.refs(), [img.reference.as_str()]);
+}
+
+#[test]
+fn prune_during_pulls_removes_nothing_they_need() {
+    // Z shares a layer with W; Z is dropped, so prune has that layer to remove.
+    let shared = layer(600_000);
+    let z = push_image(&unique_repo("prunez"), &[shared.clone(), layer(50_000)]);
+    let w = push_image(
+        &unique_repo("prunew"),
+        &[
+            shared.clone(),
+            layer(800_000),
+            layer(500_000),
+            layer(300_000),
+        ],
+    );
+    let c = Cache::new();
+    c.pull(&z.reference);
+    c.json(&["rm", &z.reference]);
+
+    let mut children: Vec<Child> = (0..4)
+        .map(|_| c.spawn(&["--json", "pull", &w.reference]))
+        .collect();
+    thread::sleep(Duration::from_millis(30));
+    children.push(c.spawn(&["--json", "prune"]));
+    let runs = wait_all(children);
+    for (i, r) in runs.iter().enumerate() {
+        assert_eq!(r.code, 0, "process {i}: {}\n{}", r.stdout, r.stderr);
+    }
+    for r in &runs[..4] {
+        assert_eq!(r.json()["image_id"], w.config_digest.as_str());
+    }
+    let pruned = runs[4].json();
+    assert!(
+        pruned["blobs_removed"].as_u64().unwrap() >= 3,
+        "Z's own blobs go: {pruned:#}"
+    );
+
+    assert!(c.blob_path(&shared.digest).exists());
+    for d in z.blobs().difference(&w.blobs()) {
+        assert!(!c.blob_path(d).exists(), "{d} of Z survived prune");
+    }
+    assert_eq!(c.blob_files(), w.blobs());
+    c.assert_fsck_clean(&["--deep"]);
+    assert_eq!(c.json(&["verify", "--deep", &w.reference])["ok"], true);
+    assert_eq!(c.refs(), [w.reference.as_str()]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 9. The deep-verification memo of files.
+
+fn remembered(doc: &Value) -> bool {
+    assert_eq!(doc["ok"], true, "{doc:#}");
+    doc["files"][0]["remembered"].as_bool().unwrap_or(false)
+}
+
+#[test]
+fn deep_verify_of_an_unchanged_file_is_remembered_until_it_changes() {
+    let fixture = &env().fixture("skopeo-docker-archive").file;
+    let c = Cache::new();
+    let file = c.dir.path().join("image.tar");
+    fs::copy(fixture, &file).unwrap();
+    let f = file.to_str().unwrap();
+    let deep = ["verify", "--deep", f];
+    assert!(!remembered(&c.json(&deep)));
+    assert!(remembered(&c.json(&deep)));
+    // Fast verification neither uses nor needs the memo.
+    assert!(!remembered(&c.json(&["verify", f])));
+
+    let touched = Command::new("touch").arg(&file).status().unwrap();
+    assert!(touched.success());
+    assert!(
+        !remembered(&c.json(&deep)),
+        "a touched file is verified again"
+    );
+    assert!(remembered(&c.json(&deep)));
+
+    // --no-memo neither uses nor records one.
+    let no_memo = ["verify", "--deep", "--no-memo", f];
+    assert!(!remembered(&c.json(&no_memo)));
+    let other = Cache::new();
+    assert!(!remembered(&other.json(&no_memo)));
+    assert!(!remembered(&other.json(&no_memo)));
+    assert!(!other.root.join("index.db").exists());
+    // The image IDs are those of the fixture either way.
+    let doc = c.json(&deep);
+    let ids: Vec<&str> = doc["files"][0]["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["image_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, env().fixture("skopeo-docker-archive").image_ids);
+}
