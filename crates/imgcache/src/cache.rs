@@ -442,14 +442,27 @@ impl Cache {
         if !self.is_complete(&img) {
             return Ok(None);
         }
-        index.touch(&manifest_digest)?;
-        index.put_ref(&RefRecord {
-            name: name.clone(),
-            platform: img.platform.clone(),
-            index_digest,
-            manifest_digest,
-            updated_at: now(),
-        })?;
+        // Write only what changed: a repeated cached pull costs no index write (each write is
+        // several fsyncs), and last use is kept to the minute, enough for LRU eviction.
+        if now() - img.last_used > 60 {
+            index.touch(&manifest_digest)?;
+        }
+        let known = index.get_ref(&name, Some(&img.platform))?;
+        let added = known
+            .is_none_or(|r| r.manifest_digest != manifest_digest || r.index_digest != index_digest);
+        if added {
+            index.put_ref(&RefRecord {
+                name: name.clone(),
+                platform: img.platform.clone(),
+                index_digest,
+                manifest_digest,
+                updated_at: now(),
+            })?;
+        }
+        drop(index);
+        if added {
+            self.save_refs()?;
+        }
         Ok(Some(PullReport {
             reference: name,
             image_id: img.image_id,
