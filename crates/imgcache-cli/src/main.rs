@@ -63,6 +63,28 @@ enum Command {
         #[arg(long, value_name = "REF|IMAGE_ID")]
         image: Option<String>,
     },
+    /// Cached? Valid? Already in the engine (by image ID, and under the tag)?
+    Status {
+        #[arg(value_name = "REF")]
+        reference: String,
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
+    /// Give the engine the image only when it lacks its image ID (pulls first if needed).
+    Load {
+        #[arg(value_name = "REF")]
+        reference: String,
+        #[command(flatten)]
+        engine: EngineArgs,
+        /// os/arch[/variant] to pull when the image is not cached [default: this machine's]
+        #[arg(long, value_name = "PLATFORM", value_parser = parse_platform)]
+        platform: Option<PlatformSpec>,
+        /// Use the cache only; never touch the network.
+        #[arg(long)]
+        offline: bool,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
     /// List cached images.
     Ls,
     /// Drop a reference from the cache (its blobs stay until prune).
@@ -98,6 +120,27 @@ struct RegistryArgs {
     /// An extra CA certificate (PEM) to trust.
     #[arg(long, value_name = "FILE")]
     ca_cert: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+struct EngineArgs {
+    /// auto, docker, podman, containerd or crio. auto: DOCKER_HOST, CONTAINER_HOST,
+    /// CONTAINERD_ADDRESS, CONTAINER_RUNTIME_ENDPOINT, then the Docker context or socket,
+    /// podman, containerd's and CRI-O's sockets.
+    #[arg(long, value_name = "ENGINE", default_value = "auto")]
+    engine: String,
+}
+
+impl EngineArgs {
+    fn engine(&self) -> Result<Box<dyn imgcache::engine::Engine>> {
+        let kind = match self.engine.as_str() {
+            "auto" => None,
+            other => Some(other.parse::<imgcache::engine::EngineKind>().map_err(|_| {
+                UsageError("--engine takes auto, docker, podman, containerd or crio")
+            })?),
+        };
+        Ok(imgcache::engine::detect(kind)?)
+    }
 }
 
 #[derive(Args)]
@@ -203,6 +246,7 @@ async fn main() -> ExitCode {
         Err(e) => {
             let code = match e.downcast_ref::<Error>() {
                 _ if e.is::<UsageError>() => exit::USAGE,
+                Some(Error::Usage(_)) => exit::USAGE,
                 Some(err) if !err.is_environment() => exit::CHECK_FAILED,
                 _ => exit::ENVIRONMENT,
             };
@@ -248,6 +292,16 @@ fn save_to_file(
     let name = path
         .file_name()
         .ok_or_else(|| anyhow::anyhow!("{}: not a file name", path.display()))?;
+    if !dir.is_dir() {
+        return Err(Error::Io {
+            path: path.into(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "its directory does not exist",
+            ),
+        }
+        .into());
+    }
     let tmp = dir.join(format!(
         ".{}.{}.partial",
         name.to_string_lossy(),
@@ -405,6 +459,34 @@ async fn run(cli: &Cli) -> Result<u8> {
                 &text,
                 cli.json,
             )?;
+            Ok(exit::OK)
+        }
+        Command::Status { reference, engine } => {
+            let cache = open_cache(cli, None)?;
+            let engine = engine.engine()?;
+            let r = cache.status(reference, engine.as_ref())?;
+            output::status(&r, cli.json)?;
+            let ready = r.valid && r.engine.present && r.engine.tagged;
+            Ok(if ready { exit::OK } else { exit::CHECK_FAILED })
+        }
+        Command::Load {
+            reference,
+            engine,
+            platform,
+            offline,
+            registry,
+        } => {
+            let cache = open_cache(cli, Some(registry))?;
+            let engine = engine.engine()?;
+            let progress = output::PullProgress::new(cli.json);
+            let opts = PullOptions {
+                platform: platform.clone(),
+                offline: *offline,
+                progress: progress.callback().map(|f| Arc::new(f) as _),
+            };
+            let r = cache.load(reference, engine.as_ref(), &opts).await;
+            progress.finish();
+            output::load(&r?, cli.json)?;
             Ok(exit::OK)
         }
         Command::Ls => {

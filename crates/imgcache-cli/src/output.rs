@@ -473,3 +473,59 @@ pub fn error_json(e: &anyhow::Error) {
     };
     let _ = print_json(&serde_json::json!({ "ok": false, "error": problem }));
 }
+
+pub fn status(r: &imgcache::cache::StatusReport, json: bool) -> Result<()> {
+    if json {
+        return print_json(r);
+    }
+    let mut out = io::stdout().lock();
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    writeln!(out, "{}", r.reference)?;
+    match r.image_id {
+        Some(id) => writeln!(out, "  cached        yes, image {id}")?,
+        None => writeln!(out, "  cached        no")?,
+    }
+    if r.cached {
+        writeln!(out, "  valid (fast)  {}", yes(r.valid))?;
+        for f in &r.failures {
+            writeln!(out, "    fail  {}", problem_line(f))?;
+        }
+    }
+    let e = &r.engine;
+    let engine_id = e
+        .engine_id
+        .as_deref()
+        .map(|i| format!(" (the engine calls it {i})"))
+        .unwrap_or_default();
+    writeln!(
+        out,
+        "  in {}      {}{engine_id}  [{}]",
+        e.kind,
+        yes(e.present),
+        e.endpoint
+    )?;
+    let tag = match (&e.tag_image_id, e.tagged) {
+        (_, true) => "yes".to_owned(),
+        (Some(other), false) => format!("no: it names {other}"),
+        (None, false) => "no".to_owned(),
+    };
+    writeln!(out, "  tagged        {tag}")?;
+    Ok(())
+}
+
+pub fn load(r: &imgcache::cache::LoadReport, json: bool) -> Result<()> {
+    if json {
+        return print_json(r);
+    }
+    let what = match r.action {
+        imgcache::cache::LoadAction::AlreadyPresent => "already present: nothing sent",
+        imgcache::cache::LoadAction::Tagged => "already present: tagged",
+        imgcache::cache::LoadAction::Loaded => "loaded",
+    };
+    let pulled = if r.pulled { " (pulled first)" } else { "" };
+    println!(
+        "{} {} in {} at {}: {what}{pulled}",
+        r.reference, r.image_id, r.engine, r.endpoint
+    );
+    Ok(())
+}

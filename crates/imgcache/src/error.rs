@@ -98,7 +98,7 @@ pub enum Error {
     )]
     LockTimeout { path: PathBuf, seconds: u64 },
 
-    #[error("{reference} is not in the cache; pull it first (or drop --offline)")]
+    #[error("{reference} is not in the cache; pull or import it first")]
     NotCached { reference: String },
 
     #[error("cache index {path}: {message}")]
@@ -112,6 +112,10 @@ pub enum Error {
         repository: String,
         digest: String,
     },
+
+    /// Options that do not fit together (the CLI's exit code 2).
+    #[error("{0}")]
+    Usage(String),
 
     /// The engine is not reachable (names its socket and how to point at another).
     #[error("{engine} at {endpoint} is not reachable: {message}")]

@@ -49,6 +49,7 @@ pub mod archive;
 pub mod cache;
 pub mod compression;
 pub mod digest;
+pub mod engine;
 pub mod error;
 pub mod index;
 pub mod lock;

@@ -13,3 +13,4 @@ mod dialects;
 mod faults;
 mod hostile;
 mod proxy;
+mod save_import;

@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::digest::{DiffId, Digest};
+use crate::digest::{DiffId, Digest, HashingReader};
 use crate::error::Error;
 use crate::index::ImageRecord;
 use crate::reference::Reference;
@@ -92,9 +92,23 @@ impl<W: Write> Writer<'_, W> {
         let file = self.store.open_blob(digest)?;
         let size = file.metadata().map_err(|e| Error::io(&path, e))?.len();
         let mut h = header(size, 0o444, false);
+        // Hashed while copied: a blob damaged on disk must not leave as a valid-looking archive.
+        let mut hashing = HashingReader::new(file);
         self.tar
-            .append_data(&mut h, name, file)
-            .map_err(|e| Error::io(&path, e))
+            .append_data(&mut h, name, &mut hashing)
+            .map_err(|e| Error::io(&path, e))?;
+        let (found, _) = hashing.finish();
+        if found != *digest {
+            return Err(Error::DigestMismatch {
+                what: format!(
+                    "stored blob {} (run `imgcache fsck --deep --repair`, then pull again)",
+                    path.display()
+                ),
+                expected: digest.to_string(),
+                found: found.to_string(),
+            });
+        }
+        Ok(())
     }
 }
 
