@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # scripts/demo.sh -- imgcache's main job end to end, offline, on a fresh Debian machine.
-#   Starts a loopback registry with sample images and a private dockerd (testenv/up.sh), keeps a
-#   tarball as a tool's cache would, proves it is the expected image and intact (fast, then
-#   deep), shows a damaged copy being caught, and loads the image into dockerd only when the
-#   engine lacks that image ID. Stops everything it started on exit.
-#   Env: IMGCACHE_DEMO (state dir, default /tmp/imgcache-demo).
+#   Starts a loopback registry with sample images and a private dockerd (testenv/up.sh), then:
+#   pull into a fresh cache, verify (fast and deep), save a tarball every engine loads, catch a
+#   damaged copy of it, and load the image into dockerd only when the engine lacks its image ID.
+#   Stops everything it started on exit. Env: IMGCACHE_DEMO (state dir, default /tmp/imgcache-demo).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BASE="${IMGCACHE_DEMO:-/tmp/imgcache-demo}"
@@ -20,36 +19,33 @@ step "start a loopback registry with sample images and a private dockerd (first 
 # shellcheck source=/dev/null
 . "$BASE/env.sh"
 REF="$TEST_REGISTRY/busybox:v1"
-CACHE="$BASE/demo-cache"
-rm -rf "$CACHE" && mkdir -p "$CACHE"
-
-step "keep $REF as a tarball, as minikube/kind keep their base image"
-skopeo --insecure-policy copy -q --src-tls-verify=false "docker://$REF" "docker-archive:$CACHE/busybox_v1.tar:$REF"
+export IMGCACHE_HOME="$BASE/demo-cache"
+rm -rf "$IMGCACHE_HOME" "$BASE/demo-out" && mkdir -p "$BASE/demo-out"
 EXPECT="sha256:$(skopeo inspect --config --raw --tls-verify=false "docker://$REF" | sha256sum | cut -d' ' -f1)"
-echo "the registry's config digest (image ID): $EXPECT"
+echo "the registry's config digest (the image ID) of $REF: $EXPECT"
 
-step "imgcache verify --expect (fast: reads headers and the config only)"
-"$IMGCACHE" verify --expect "$EXPECT" "$CACHE/busybox_v1.tar"
+step "imgcache pull (twice: the second fetches no blob)"
+"$IMGCACHE" pull "$REF"
+"$IMGCACHE" pull "$REF"
 
-step "imgcache verify --deep (hashes every layer against the config's diff_ids)"
-"$IMGCACHE" verify --deep "$CACHE/busybox_v1.tar"
+step "imgcache verify (fast: headers and JSON only) and verify --deep (every layer hashed)"
+"$IMGCACHE" verify "$REF"
+"$IMGCACHE" verify --deep "$REF"
+"$IMGCACHE" ls
 
-step "imgcache inspect"
-"$IMGCACHE" inspect "$CACHE/busybox_v1.tar"
+step "imgcache save: a tarball every engine loads, checked against the expected image ID"
+"$IMGCACHE" save "$REF" -o "$BASE/demo-out/busybox_v1.tar"
+"$IMGCACHE" verify --expect "$EXPECT" "$BASE/demo-out/busybox_v1.tar"
 
-step "a truncated copy in the same cache directory is caught (exit 1); verify takes the directory"
-head -c 1000000 "$CACHE/busybox_v1.tar" >"$CACHE/busybox_v1-partial.tar"
-"$IMGCACHE" verify "$CACHE" && exit 1 || echo "exit code $? (1 = a check said no)"
+step "a truncated copy beside it is caught (exit 1); verify takes the whole directory"
+head -c 500000 "$BASE/demo-out/busybox_v1.tar" >"$BASE/demo-out/busybox_v1-partial.tar"
+if "$IMGCACHE" verify "$BASE/demo-out"; then exit 1; else echo "exit code $? (1 = a check said no)"; fi
 
-step "load into dockerd only when it lacks image $EXPECT (twice: the second run has nothing to do)"
+step "imgcache load into dockerd: only when it lacks $EXPECT (the second run sends nothing)"
 docker image rm -f "$REF" >/dev/null 2>&1 || true
-for _ in 1 2; do
-if docker image inspect "$EXPECT" >/dev/null 2>&1; then
-  echo "dockerd already has $EXPECT: nothing to do"
-else
-  docker load -q -i "$CACHE/busybox_v1.tar"
-fi
-done
+"$IMGCACHE" status "$REF" --engine docker || true
+"$IMGCACHE" load "$REF" --engine docker
+"$IMGCACHE" load "$REF" --engine docker
 GOT="$(docker image inspect -f '{{.Id}}' "$REF")"
 echo "dockerd reports $GOT"
 [ "$GOT" = "$EXPECT" ] && echo "same image ID: done"
