@@ -961,6 +961,8 @@ impl Cache {
     ) -> Result<LoadReport, Error> {
         let parsed = Reference::parse(reference)?;
         let name = parsed.to_string();
+        // An engine that cannot take the image makes pulling it pointless.
+        blocking(|| engine.ping())?;
         let pulled = match self.resolve(&name) {
             Ok(_) => false,
             Err(Error::NotCached { .. }) if !opts.offline => {
