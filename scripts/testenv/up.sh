@@ -29,7 +29,7 @@ log "BASE=$BASE"
 need_cmds docker-registry:docker-registry skopeo:skopeo podman:podman dockerd:docker.io \
   containerd:containerd runc:runc umoci:umoci htpasswd:apache2-utils jq:jq openssl:openssl \
   curl:curl gzip:gzip
-need_pkgs busybox-static
+need_pkgs busybox-static time
 log "packages ok"
 
 R0="$("$HERE/start-registry.sh" 5000 "$BASE/registry-data" plain)"
