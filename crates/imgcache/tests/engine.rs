@@ -203,11 +203,14 @@ impl Drop for DockerCleanup {
     }
 }
 
-/// With the CLI that matches the daemon (20.10) and, when it differs, the one on the PATH
-/// (a newer client words its errors differently).
+/// Through the Engine API on the socket, then through the CLI that matches the daemon (20.10)
+/// and, when it differs, the one on the PATH (a newer client words its errors differently).
 #[test]
 fn docker_classic_store() {
-    let mut clis = vec![var("TEST_DOCKER_CLI").to_owned()];
+    let host = var("DOCKER_HOST");
+    let cli = var("TEST_DOCKER_CLI");
+    docker_flow(Docker::new(host), cli);
+    let mut clis = vec![cli.to_owned()];
     let canonical = |p: &Path| std::fs::canonicalize(p).ok();
     let on_path = std::env::var_os("PATH").and_then(|path| {
         std::env::split_paths(&path)
@@ -215,18 +218,18 @@ fn docker_classic_store() {
             .find(|p| p.is_file())
     });
     if let Some(other) = on_path
-        && canonical(&other) != canonical(Path::new(var("TEST_DOCKER_CLI")))
+        && canonical(&other) != canonical(Path::new(cli))
     {
         clis.push(other.display().to_string());
     }
     for cli in clis {
-        docker_flow(&cli);
+        docker_flow(Docker::new(host).with_program(&cli).via_cli(), &cli);
     }
 }
 
-fn docker_flow(cli: &str) {
+/// The adapter's whole cycle on a new image; `cli` removes it at the end.
+fn docker_flow(docker: Docker, cli: &str) {
     let host = var("DOCKER_HOST");
-    let docker = Docker::new(host).with_program(cli);
     assert_eq!(docker.kind(), EngineKind::Docker);
     assert_eq!(docker.endpoint(), host);
     docker.ping().unwrap();
@@ -273,6 +276,13 @@ fn docker_flow(cli: &str) {
             .tags
             .contains(&hub)
     );
+    // A registry with a port: the tag is what follows the last ':' after the last '/'.
+    let ported = format!("127.0.0.1:5999/imgcache.test/engine-docker-{u}:v3");
+    docker.tag(&image_id, &ported).unwrap();
+    assert_eq!(
+        docker.image_for_ref(&ported).unwrap().map(|i| i.image_id),
+        Some(image_id)
+    );
 
     // Whole IDs only: a shared short ID or a last-character difference is another image.
     assert_eq!(docker.image(&same_short_id(&image_id)).unwrap(), None);
@@ -285,7 +295,7 @@ fn docker_flow(cli: &str) {
     let msg = engine_message(load_file(&docker, &text_file(dir.path())));
     assert!(
         msg.contains("unexpected EOF"),
-        "{cli}: docker's message lost: {msg}"
+        "{docker:?}: docker's message lost: {msg}"
     );
 
     let absent = same_short_id(&image_id);
@@ -293,33 +303,124 @@ fn docker_flow(cli: &str) {
     assert!(msg.contains(&absent.to_string()), "{msg}");
 }
 
+/// For a unix DOCKER_HOST the adapter runs no program: the whole cycle passes in a copy of
+/// this test process whose PATH holds nothing (no `docker`, no `ctr`).
+#[test]
+fn docker_api_runs_no_program() {
+    const CHILD: &str = "IMGCACHE_TEST_EMPTY_PATH";
+    if std::env::var_os(CHILD).is_some() {
+        assert!(
+            Command::new("docker").arg("version").output().is_err(),
+            "docker is still on the PATH"
+        );
+        // Removes the image with the CLI's absolute path, which needs no PATH.
+        return docker_flow(Docker::new(var("DOCKER_HOST")), var("TEST_DOCKER_CLI"));
+    }
+    let empty = tempfile::tempdir().unwrap();
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "docker_api_runs_no_program",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("PATH", empty.path())
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("1 passed"), "{text}");
+}
+
+/// A load whose producer fails is abandoned before the end of the request body: dockerd
+/// keeps nothing, even when the whole tarball had been sent; the producer's error comes back.
+#[test]
+fn docker_load_with_failing_producer_leaves_nothing() {
+    let host = var("DOCKER_HOST");
+    let docker = Docker::new(host);
+    let dir = tempfile::tempdir().unwrap();
+    let u = unique();
+    let tag = format!("imgcache.test/engine-docker-abort-{u}:v1");
+    let (tarball, image_id) = derived_image(dir.path(), &tag, &u);
+    let _cleanup = DockerCleanup {
+        cli: var("TEST_DOCKER_CLI").to_owned(),
+        host: host.to_owned(),
+        image: image_id,
+    };
+    let bytes = std::fs::read(&tarball).unwrap();
+    for sent in [bytes.len() / 2, bytes.len()] {
+        let mut produce = |w: &mut dyn std::io::Write| -> Result<(), Error> {
+            w.write_all(&bytes[..sent]).unwrap();
+            w.flush().unwrap();
+            Err(Error::Usage(format!("producer failed after {sent} bytes")))
+        };
+        match docker.load_with(&mut produce) {
+            Err(Error::Usage(m)) => assert!(m.contains("producer failed"), "{m}"),
+            other => panic!("{sent} bytes: expected the producer's error, got {other:?}"),
+        }
+        // dockerd works on after the connection closed: give it time to (not) register it.
+        for _ in 0..15 {
+            assert_eq!(docker.image(&image_id).unwrap(), None, "{sent} bytes");
+            assert_eq!(docker.image_for_ref(&tag).unwrap(), None, "{sent} bytes");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+    // The same bytes, finished: loaded (the aborts above were what kept it out).
+    load_file(&docker, &tarball).unwrap();
+    assert_eq!(
+        docker.image(&image_id).unwrap().map(|i| i.image_id),
+        Some(image_id)
+    );
+}
+
 #[test]
 fn docker_unreachable() {
     let dir = tempfile::tempdir().unwrap();
     let dead = dir.path().join("dead.sock");
-    let docker = Docker::new(&format!("unix://{}", dead.display()));
-    assert_unavailable(docker.ping(), &dead, "DOCKER_HOST");
-    assert_unavailable(docker.image(&id(BUSYBOX_ID)), &dead, "DOCKER_HOST");
-    assert_unavailable(docker.image_for_ref(BUSYBOX_TAG), &dead, "DOCKER_HOST");
-    assert_unavailable(
-        load_file(&docker, &fixture("skopeo-docker-archive.tar")),
-        &dead,
-        "DOCKER_HOST",
-    );
+    for docker in [
+        Docker::new(&format!("unix://{}", dead.display())),
+        Docker::new(&format!("unix://{}", dead.display())).via_cli(),
+    ] {
+        assert_unavailable(docker.ping(), &dead, "DOCKER_HOST");
+        assert_unavailable(docker.image(&id(BUSYBOX_ID)), &dead, "DOCKER_HOST");
+        assert_unavailable(docker.image_for_ref(BUSYBOX_TAG), &dead, "DOCKER_HOST");
+        assert_unavailable(
+            load_file(&docker, &fixture("skopeo-docker-archive.tar")),
+            &dead,
+            "DOCKER_HOST",
+        );
+    }
 
     // A stale socket file that nobody listens on.
     let stale = dir.path().join("stale.sock");
     drop(UnixListener::bind(&stale).unwrap());
     let docker = Docker::new(&stale.display().to_string());
     assert_unavailable(docker.ping(), &stale, "DOCKER_HOST");
+    assert_unavailable(docker.image(&id(BUSYBOX_ID)), &stale, "DOCKER_HOST");
 
-    // No docker CLI at all.
-    let docker = Docker::new(var("DOCKER_HOST")).with_program(dir.path().join("no-docker"));
-    match docker.ping() {
-        Err(e @ Error::EngineUnavailable { .. }) => {
-            assert!(e.to_string().contains("not installed"), "{e}")
+    // No docker CLI at all: not needed for a unix socket, needed for anything else.
+    let no_cli = dir.path().join("no-docker");
+    Docker::new(var("DOCKER_HOST"))
+        .with_program(&no_cli)
+        .ping()
+        .unwrap();
+    for docker in [
+        Docker::new("tcp://127.0.0.1:9").with_program(&no_cli),
+        Docker::new(var("DOCKER_HOST"))
+            .with_program(&no_cli)
+            .via_cli(),
+    ] {
+        match docker.ping() {
+            Err(e @ Error::EngineUnavailable { .. }) => {
+                assert!(e.to_string().contains("not installed"), "{e}")
+            }
+            other => panic!("{other:?}"),
         }
-        other => panic!("{other:?}"),
     }
 }
 

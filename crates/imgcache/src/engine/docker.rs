@@ -1,13 +1,22 @@
-//! Docker through the `docker` CLI, whose `image inspect` prints the Engine API's JSON.
+//! Docker through its Engine API on the daemon's unix socket; through the `docker` CLI when
+//! the daemon is elsewhere.
+//!
+//! For `unix:///path` (from `DOCKER_HOST` or the current context) this adapter speaks HTTP on
+//! the socket itself (`docker_api.rs`) and runs no program: a `docker`
+//! command costs ~25 ms of Go start-up each, and `imgcache load` of an image Docker already
+//! has must stay well under 50 ms. `tcp://`, `ssh://` and contexts that are not a unix socket
+//! go through the `docker` CLI, which knows their TLS settings (`DOCKER_TLS_VERIFY`,
+//! `DOCKER_CERT_PATH`, a context's TLS material) and ssh connection helpers.
 //!
 //! The classic image store (graph drivers: overlay2, vfs...) reports `.Id` = `sha256:` of the
-//! config: that is the image ID. The containerd image store (`docker info` `DriverStatus`
-//! names `io.containerd.snapshotter...`; Docker Desktop's option, the default of fresh
-//! Engine 29+) reports the manifest or index digest instead, and Docker offers no command
-//! that gives the config digest; there this adapter reads names and config digests from
-//! containerd itself ([`Containerd`], at the address and namespace `docker info` reports,
-//! normally `/run/containerd/containerd.sock` and `moby`), which needs access to that
-//! socket (root, not Docker Desktop's VM). Only the classic store is tested here.
+//! config: that is the image ID. The containerd image store (`/info` `DriverStatus` names
+//! `io.containerd.snapshotter...`; Docker Desktop's option, the default of fresh Engine 29+)
+//! reports the manifest or index digest instead, and Docker offers no API that gives the
+//! config digest; there this adapter reads names and config digests from containerd itself
+//! ([`Containerd`], at the address and namespace `/info` reports, normally
+//! `/run/containerd/containerd.sock` and `moby`), which needs access to that socket (root, not
+//! Docker Desktop's VM). `/info` is asked at most once, and only when needed: an image found
+//! under its own config digest proves the classic store. Only the classic store is tested here.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -18,17 +27,26 @@ use serde::Deserialize;
 use super::cli::{Cli, Output, PING_TIMEOUT, QUERY_TIMEOUT};
 use super::{
     Containerd, Engine, EngineImage, EngineKind, check_socket, engine_error, normalize_id,
-    parse_reference, run_error, tag_reference, unavailable,
+    parse_reference, run_error, tag_reference, unavailable, unix_socket_path,
 };
 use crate::digest::{Digest, ImageId};
 use crate::error::Error;
+use docker_api::{ApiError, Client, Response, encode};
+
+// A submodule declared here, so that engine/mod.rs need not change.
+#[path = "docker_api.rs"]
+mod docker_api;
 
 const KIND: EngineKind = EngineKind::Docker;
 
-/// Docker, through the `docker` CLI.
+/// Docker, through its Engine API on a unix socket, else through the `docker` CLI.
 #[derive(Debug)]
 pub struct Docker {
+    /// The CLI (for hosts that are not a unix socket; its environment also goes to `ctr` for
+    /// the containerd image store).
     cli: Cli,
+    /// The Engine API on the daemon's unix socket; `None`: through the CLI.
+    api: Option<Client>,
     host: String,
     store: OnceLock<Store>,
 }
@@ -51,7 +69,8 @@ pub(crate) struct Target {
 impl Docker {
     pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 
-    /// Docker at `host`: `unix:///path/docker.sock` (or just the path), `tcp://...`, `ssh://...`.
+    /// Docker at `host`: `unix:///path/docker.sock` (or just the path; spoken to directly),
+    /// `tcp://...`, `ssh://...` (through the `docker` CLI).
     pub fn new(host: &str) -> Self {
         let host = if host.starts_with('/') {
             format!("unix://{host}")
@@ -62,6 +81,7 @@ impl Docker {
         cli.global_args = vec!["--host".into(), host.clone()];
         Self {
             cli,
+            api: unix_socket_path(&host).map(Client::new),
             host,
             store: OnceLock::new(),
         }
@@ -83,6 +103,11 @@ impl Docker {
                 cli.global_args = vec!["--context".into(), name];
                 Self {
                     cli,
+                    api: t
+                        .host
+                        .starts_with("unix://")
+                        .then(|| unix_socket_path(&t.host).map(Client::new))
+                        .flatten(),
                     host: t.host,
                     store: OnceLock::new(),
                 }
@@ -90,13 +115,20 @@ impl Docker {
         }
     }
 
-    /// Runs this `docker` program instead of the one on the PATH.
+    /// Talks through the `docker` CLI even when the daemon is on a unix socket.
+    pub fn via_cli(mut self) -> Self {
+        self.api = None;
+        self
+    }
+
+    /// Runs this `docker` program instead of the one on the PATH (when the CLI is used).
     pub fn with_program(mut self, program: impl Into<PathBuf>) -> Self {
         self.cli.program = program.into();
         self
     }
 
-    /// Adds an environment variable for the `docker` commands run.
+    /// Adds an environment variable for the commands run (`docker`; `ctr` for the containerd
+    /// image store).
     pub fn with_env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.cli.env.push((key.into(), value.into()));
         self
@@ -117,19 +149,69 @@ impl Docker {
         }
     }
 
+    /// A request that got no answer.
+    fn api_error(&self, api: &Client, what: &str, e: ApiError) -> Error {
+        let socket = api.socket().display();
+        match e {
+            ApiError::Connect(e) => {
+                unavailable(KIND, &self.host, format!("cannot connect to {socket}: {e}"))
+            }
+            ApiError::Io(e) => unavailable(KIND, &self.host, format!("`{what}` on {socket}: {e}")),
+            ApiError::Protocol(m) => engine_error(
+                KIND,
+                format!("`{what}` on {socket}: {m} (is this Docker's API socket?)"),
+            ),
+            ApiError::Input(e) => e,
+        }
+    }
+
+    /// An answer that is an error.
+    fn api_failed(what: &str, r: &Response) -> Error {
+        engine_error(
+            KIND,
+            format!(
+                "`{what}` answered {} {}: {}",
+                r.status,
+                r.reason,
+                r.message()
+            ),
+        )
+    }
+
+    fn get(&self, api: &Client, path: &str) -> Result<Response, Error> {
+        api.get(path, QUERY_TIMEOUT)
+            .map_err(|e| self.api_error(api, &format!("GET {path}"), e))
+    }
+
+    /// The daemon's `/info` (`docker info`).
+    fn info(&self) -> Result<Info, Error> {
+        let bytes = match &self.api {
+            Some(api) => {
+                let r = self.get(api, "/info")?;
+                if !r.success() {
+                    return Err(Self::api_failed("GET /info", &r));
+                }
+                r.body
+            }
+            None => {
+                let args = ["info", "--format", "{{json .}}"];
+                let out = self.run(&args)?;
+                if !out.success() {
+                    return Err(self.failed(&args, &out));
+                }
+                out.stdout
+            }
+        };
+        serde_json::from_slice(&bytes)
+            .map_err(|e| engine_error(KIND, format!("`docker info` gave unexpected JSON: {e}")))
+    }
+
     /// Which image store the daemon uses (asked once).
     fn store(&self) -> Result<&Store, Error> {
         if let Some(s) = self.store.get() {
             return Ok(s);
         }
-        let args = ["info", "--format", "{{json .}}"];
-        let out = self.run(&args)?;
-        if !out.success() {
-            return Err(self.failed(&args, &out));
-        }
-        let info: Info = serde_json::from_slice(&out.stdout).map_err(|e| {
-            engine_error(KIND, format!("`docker info` printed unexpected JSON: {e}"))
-        })?;
+        let info = self.info()?;
         if let Some(errors) = info.server_errors.filter(|e| !e.is_empty()) {
             return Err(unavailable(KIND, &self.host, errors.join("; ")));
         }
@@ -163,8 +245,22 @@ impl Docker {
         Ok(self.store.get_or_init(|| store))
     }
 
-    /// `docker image inspect NAME`: `None` when Docker has no such image.
-    fn inspect(&self, name: &str) -> Result<Option<EngineImage>, Error> {
+    /// `docker image inspect NAME` (`GET /images/NAME/json`): `None` when Docker has no such
+    /// image.
+    fn inspect(&self, name: &str) -> Result<Option<Inspect>, Error> {
+        if let Some(api) = &self.api {
+            let path = format!("/images/{}/json", encode(name, b"/:@"));
+            let r = self.get(api, &path)?;
+            if r.status == 404 {
+                return Ok(None);
+            }
+            if !r.success() {
+                return Err(Self::api_failed(&format!("GET {path}"), &r));
+            }
+            return serde_json::from_slice(&r.body).map(Some).map_err(|e| {
+                engine_error(KIND, format!("`GET {path}` gave unexpected JSON: {e}"))
+            });
+        }
         let args = ["image", "inspect", name];
         let out = self.run(&args)?;
         if !out.success() {
@@ -179,14 +275,7 @@ impl Docker {
                 format!("`docker image inspect` printed unexpected JSON: {e}"),
             )
         })?;
-        let Some(first) = list.into_iter().next() else {
-            return Ok(None);
-        };
-        Ok(Some(EngineImage {
-            image_id: normalize_id(KIND, &first.id)?,
-            engine_id: first.id,
-            tags: first.repo_tags.unwrap_or_default(),
-        }))
+        Ok(list.into_iter().next())
     }
 
     fn via_containerd<T>(&self, c: &Containerd, r: Result<T, Error>) -> Result<T, Error> {
@@ -200,6 +289,27 @@ impl Docker {
             )
         })
     }
+
+    fn load_api(
+        &self,
+        api: &Client,
+        produce: &mut dyn FnMut(&mut dyn Write) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        const WHAT: &str = "POST /images/load";
+        let s = api
+            .post_streamed("/images/load?quiet=1", "application/x-tar", produce)
+            .map_err(|e| self.api_error(api, WHAT, e))?;
+        if !s.response.success() {
+            return Err(Self::api_failed(WHAT, &s.response));
+        }
+        if let Some(message) = stream_error(&s.response.body)? {
+            return Err(engine_error(KIND, message));
+        }
+        match s.input_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
 }
 
 impl Engine for Docker {
@@ -212,6 +322,24 @@ impl Engine for Docker {
     }
 
     fn ping(&self) -> Result<(), Error> {
+        if let Some(api) = &self.api {
+            let r = api
+                .get("/_ping", PING_TIMEOUT)
+                .map_err(|e| self.api_error(api, "GET /_ping", e))?;
+            if !r.success() {
+                return Err(unavailable(
+                    KIND,
+                    &self.host,
+                    format!(
+                        "`GET /_ping` answered {} {}: {}",
+                        r.status,
+                        r.reason,
+                        r.message()
+                    ),
+                ));
+            }
+            return Ok(());
+        }
         check_socket(KIND, &self.host, &self.host)?;
         let args = ["version", "--format", "{{.Server.APIVersion}}"];
         let out = self
@@ -225,10 +353,19 @@ impl Engine for Docker {
     }
 
     fn image(&self, image_id: &ImageId) -> Result<Option<EngineImage>, Error> {
+        if let Some(Store::Containerd(c)) = self.store.get() {
+            return self.via_containerd(c, c.image(image_id));
+        }
+        if let Some(found) = self.inspect(&image_id.to_string())?
+            && ImageId::parse_user(&found.id).is_ok_and(|id| id == *image_id)
+        {
+            // Only the classic store reports config digests as IDs (the containerd store
+            // reports manifest digests): no need to ask `/info`.
+            let _ = self.store.set(Store::Classic);
+            return Ok(Some(found.into_image()?));
+        }
         match self.store()? {
-            Store::Classic => Ok(self
-                .inspect(&image_id.to_string())?
-                .filter(|i| i.image_id == *image_id)),
+            Store::Classic => Ok(None),
             Store::Containerd(c) => self.via_containerd(c, c.image(image_id)),
         }
     }
@@ -236,7 +373,10 @@ impl Engine for Docker {
     fn image_for_ref(&self, reference: &str) -> Result<Option<EngineImage>, Error> {
         let r = parse_reference(reference)?;
         match self.store()? {
-            Store::Classic => self.inspect(&r.to_string()),
+            Store::Classic => self
+                .inspect(&r.to_string())?
+                .map(Inspect::into_image)
+                .transpose(),
             Store::Containerd(c) => self.via_containerd(c, c.image_for_ref(reference)),
         }
     }
@@ -245,6 +385,9 @@ impl Engine for Docker {
         &self,
         produce: &mut dyn FnMut(&mut dyn Write) -> Result<(), Error>,
     ) -> Result<(), Error> {
+        if let Some(api) = &self.api {
+            return self.load_api(api, produce);
+        }
         check_socket(KIND, &self.host, &self.host)?;
         let args = ["load"];
         let out = self
@@ -269,6 +412,26 @@ impl Engine for Docker {
             )
         })?;
         let target = r.to_string();
+        if let Some(api) = &self.api {
+            let (repo, tag) = split_tag(&target);
+            let mut path = format!(
+                "/images/{}/tag?repo={}",
+                encode(&img.engine_id, b"/:@"),
+                encode(repo, b"")
+            );
+            if let Some(tag) = tag {
+                path.push_str("&tag=");
+                path.push_str(&encode(tag, b""));
+            }
+            let what = format!("POST {path}");
+            let resp = api
+                .post(&path, QUERY_TIMEOUT)
+                .map_err(|e| self.api_error(api, &what, e))?;
+            if !resp.success() {
+                return Err(Self::api_failed(&what, &resp));
+            }
+            return Ok(());
+        }
         let args = ["tag", img.engine_id.as_str(), target.as_str()];
         let out = self.run(&args)?;
         if !out.success() {
@@ -276,6 +439,49 @@ impl Engine for Docker {
         }
         Ok(())
     }
+}
+
+/// `name:tag` split as Docker does: the tag is what follows the last `:` after the last `/`
+/// (a registry's port is not a tag).
+fn split_tag(reference: &str) -> (&str, Option<&str>) {
+    let last_slash = reference.rfind('/').map_or(0, |i| i + 1);
+    match reference[last_slash..].rfind(':') {
+        Some(i) => (
+            &reference[..last_slash + i],
+            Some(&reference[last_slash + i + 1..]),
+        ),
+        None => (reference, None),
+    }
+}
+
+/// The first error of a JSON message stream (`{"stream":...}{"errorDetail":...,"error":...}`),
+/// which is how the daemon reports a failure after it has answered 200.
+fn stream_error(body: &[u8]) -> Result<Option<String>, Error> {
+    use serde_json::Value;
+    for v in serde_json::Deserializer::from_slice(body).into_iter::<Value>() {
+        let v = v.map_err(|e| {
+            engine_error(
+                KIND,
+                format!(
+                    "`POST /images/load` answered something other than a JSON stream ({e}): {}",
+                    super::cli::bounded(&String::from_utf8_lossy(body), 1000)
+                ),
+            )
+        })?;
+        let text = |p: &str| {
+            v.pointer(p)
+                .and_then(Value::as_str)
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+        };
+        if let Some(m) = text("/errorDetail/message").or_else(|| text("/error")) {
+            return Ok(Some(super::cli::bounded(m, 4000)));
+        }
+        if v.get("errorDetail").is_some() || v.get("error").is_some() {
+            return Ok(Some(format!("the load failed: {v}")));
+        }
+    }
+    Ok(None)
 }
 
 /// The CLI's words for "no daemon there".
@@ -297,6 +503,16 @@ struct Inspect {
     id: String,
     #[serde(default)]
     repo_tags: Option<Vec<String>>,
+}
+
+impl Inspect {
+    fn into_image(self) -> Result<EngineImage, Error> {
+        Ok(EngineImage {
+            image_id: normalize_id(KIND, &self.id)?,
+            engine_id: self.id,
+            tags: self.repo_tags.unwrap_or_default(),
+        })
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -436,6 +652,69 @@ mod tests {
             Digest::of_bytes(b"desktop-linux").hex(),
             "fe9c6bd7a66301f49ca9b6a70b217107cd1284598bfc254700c989b916da791e"
         );
+    }
+
+    #[test]
+    fn unix_hosts_use_the_api_others_the_cli() {
+        assert!(Docker::new("unix:///run/docker.sock").api.is_some());
+        assert!(Docker::new("/run/docker.sock").api.is_some());
+        assert!(Docker::new("/run/docker.sock").via_cli().api.is_none());
+        assert!(Docker::new("tcp://10.0.0.1:2376").api.is_none());
+        assert!(Docker::new("ssh://me@host").api.is_none());
+        let ctx = |host: &str| Target {
+            host: host.to_owned(),
+            context: Some("c".into()),
+        };
+        let d = Docker::from_target(ctx("unix:///Users/me/.colima/default/docker.sock"));
+        assert_eq!(
+            d.api.unwrap().socket(),
+            Path::new("/Users/me/.colima/default/docker.sock")
+        );
+        assert!(
+            Docker::from_target(ctx("tcp://10.0.0.1:2376"))
+                .api
+                .is_none()
+        );
+        assert!(
+            Docker::from_target(ctx("docker context \"c\""))
+                .api
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn tag_split_like_docker() {
+        assert_eq!(
+            split_tag("127.0.0.1:5000/busybox:v1"),
+            ("127.0.0.1:5000/busybox", Some("v1"))
+        );
+        assert_eq!(
+            split_tag("127.0.0.1:5000/busybox"),
+            ("127.0.0.1:5000/busybox", None)
+        );
+        assert_eq!(
+            split_tag("docker.io/library/busybox:latest"),
+            ("docker.io/library/busybox", Some("latest"))
+        );
+    }
+
+    #[test]
+    fn load_stream_errors() {
+        let ok = br#"{"stream":"Loaded image: 127.0.0.1:5000/busybox:v1\n"}"#;
+        assert_eq!(stream_error(ok).unwrap(), None);
+        let bad = br#"{"stream":"x"}
+{"errorDetail":{"message":"Error processing tar file(exit status 1): unexpected EOF"},"error":"Error processing tar file(exit status 1): unexpected EOF"}"#;
+        assert_eq!(
+            stream_error(bad).unwrap().as_deref(),
+            Some("Error processing tar file(exit status 1): unexpected EOF")
+        );
+        assert_eq!(
+            stream_error(br#"{"error":"only this"}"#)
+                .unwrap()
+                .as_deref(),
+            Some("only this")
+        );
+        assert!(stream_error(b"<html>").is_err());
     }
 
     #[test]
