@@ -1,7 +1,7 @@
 //! Writing loadable image archives from stored blobs: byte for byte (no recompression),
 //! deterministic (the same image gives identical bytes), streamed (no temporary copy).
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 
 use serde::Serialize;
 use serde_json::json;
@@ -93,10 +93,32 @@ impl<W: Write> Writer<'_, W> {
         let size = file.metadata().map_err(|e| Error::io(&path, e))?.len();
         let mut h = header(size, 0o444, false);
         // Hashed while copied: a blob damaged on disk must not leave as a valid-looking archive.
+        // Written by hand rather than with `append_data`, whose 8 KiB copy buffer makes a
+        // 600 MB save cost 75,000 reads: the header, then 1 MiB chunks, then the padding.
         let mut hashing = HashingReader::new(file);
-        self.tar
-            .append_data(&mut h, name, &mut hashing)
-            .map_err(|e| Error::io(&path, e))?;
+        let io = |e: io::Error| Error::io(&path, e);
+        h.set_path(name).map_err(io)?;
+        h.set_cksum();
+        let out = self.tar.get_mut();
+        out.write_all(h.as_bytes()).map_err(io)?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut copied = 0u64;
+        loop {
+            let n = hashing.read(&mut buf).map_err(io)?;
+            if n == 0 {
+                break;
+            }
+            out.write_all(&buf[..n]).map_err(io)?;
+            copied += n as u64;
+        }
+        if copied != size {
+            return Err(io(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the blob changed size while being saved",
+            )));
+        }
+        let pad = (512 - size % 512) % 512;
+        out.write_all(&[0u8; 512][..pad as usize]).map_err(io)?;
         let (found, _) = hashing.finish();
         if found != *digest {
             return Err(Error::DigestMismatch {
