@@ -9,6 +9,7 @@ use crate::error::Error;
 pub const DEFAULT_REGISTRY: &str = "docker.io";
 pub const DEFAULT_TAG: &str = "latest";
 const MAX_REFERENCE_LEN: usize = 4096;
+const MAX_NAME_LEN: usize = 255;
 
 /// A normalized reference: registry, repository, and a tag, a digest, or both (the digest wins).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -81,6 +82,10 @@ impl Reference {
         } else {
             path.to_owned()
         };
+        // Docker's limit on the full name; it also keeps every normalized form parseable.
+        if registry.len() + 1 + repository.len() > MAX_NAME_LEN {
+            return Err(fail("the registry and repository name are longer than 255 characters"));
+        }
         let tag = match (tag, digest) {
             (None, None) => Some(DEFAULT_TAG.to_owned()),
             (t, _) => t.map(str::to_owned),
@@ -162,6 +167,17 @@ mod tests {
             norm(&format!("gcr.io/k8s-minikube/kicbase:v0.0.36@{d}")),
             format!("gcr.io/k8s-minikube/kicbase:v0.0.36@{d}")
         );
+    }
+
+    /// Found by the `reference` fuzz target: a 4090-byte name parsed, but its normalized form
+    /// (with `docker.io/library/` and `:latest`) did not.
+    #[test]
+    fn normalized_reference_over_4096_bytes_round_trips_or_is_refused() {
+        let long = "a".repeat(4090);
+        assert!(Reference::parse(&long).is_err());
+        let ok = "a".repeat(200);
+        let r = Reference::parse(&ok).unwrap();
+        assert_eq!(Reference::parse(&r.to_string()).unwrap(), r);
     }
 
     #[test]
