@@ -84,7 +84,9 @@ impl Reference {
         };
         // Docker's limit on the full name; it also keeps every normalized form parseable.
         if registry.len() + 1 + repository.len() > MAX_NAME_LEN {
-            return Err(fail("the registry and repository name are longer than 255 characters"));
+            return Err(fail(
+                "the registry and repository name are longer than 255 characters",
+            ));
         }
         let tag = match (tag, digest) {
             (None, None) => Some(DEFAULT_TAG.to_owned()),
