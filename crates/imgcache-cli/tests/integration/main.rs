@@ -14,4 +14,5 @@ mod engines;
 mod faults;
 mod hostile;
 mod proxy;
+mod reliability;
 mod save_import;

@@ -1,0 +1,1498 @@
+//! Reliability as a user meets it, against the real test registries and podman:
+//!
+//! - **disk full**: a small tmpfs as `--root` (pull, import) or as the `save -o` destination. The
+//!   command fails with exit 3 and a message saying the disk is full and naming the file, no
+//!   partial blob is visible in `blobs/`, no partial output file is left, `fsck` is clean; once
+//!   the tmpfs is remounted bigger the same command succeeds, and a pull resumes (the registry's
+//!   access log shows only the missing bytes sent).
+//! - **secrets**: a marker password given with `--creds` or in `~/.docker/config.json`, right and
+//!   wrong, with `IMGCACHE_LOG=trace`: no command (pull, load, status, ls, inspect, verify, save,
+//!   import, rm, prune, fsck; human and `--json`) prints it or its base64 forms, no file under
+//!   `--root` holds it, the credential files are never written.
+//! - **concurrency**: six processes pulling, importing, pruning, removing and loading (podman,
+//!   private store) overlapping references for a bounded time: every process ends (each run has
+//!   a watchdog; the lock timeout is a fixed 10 minutes, there is no variable to shorten it),
+//!   `fsck --deep` is clean afterwards, every reference verifies deep with the image the registry
+//!   serves, every blob file hashes to its name, and the registry never sent the same blob twice
+//!   at overlapping times (intervals from its log: end time and duration of each response).
+//! - the index/`refs.json` window of `rm` and of `prune --max-size`, hit on purpose with strace
+//!   (a SIGKILL, or a delay, at the rename of `refs.json`): ignored tests naming the bug.
+//!
+//! Random SIGKILLs of every operation are in `scripts/soak.sh`; see docs/RELIABILITY.md.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+/// The longest one run of the binary may take before the test kills it and fails (a deadlock).
+const WATCHDOG: Duration = Duration::from_secs(45);
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+fn registry() -> &'static str {
+    &env().vars["TEST_REGISTRY"]
+}
+
+fn auth_registry() -> &'static str {
+    &env().vars["TEST_REGISTRY_AUTH"]
+}
+
+fn digest_of(data: &[u8]) -> String {
+    format!("sha256:{}", sha256_hex(data))
+}
+
+fn hex(digest: &str) -> &str {
+    digest.strip_prefix("sha256:").unwrap_or(digest)
+}
+
+fn nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+/// A repository name no other test (or earlier run) uses.
+fn unique_repo(what: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "rel-{what}-{}-{}-{}",
+        std::process::id(),
+        nanos() % 1_000_000_000,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Incompressible bytes, different on every call.
+fn random_bytes(len: usize) -> Vec<u8> {
+    static N: AtomicU64 = AtomicU64::new(1);
+    let mut x = nanos()
+        ^ (u64::from(std::process::id()) << 32)
+        ^ N.fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x |= 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn base64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A gzip layer: a tar holding one file of random bytes.
+#[derive(Clone)]
+struct Layer {
+    blob: Vec<u8>,
+    digest: String,
+    diff_id: String,
+}
+
+fn layer(size: usize) -> Layer {
+    let data = random_bytes(size);
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_size(size as u64);
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    b.append_data(
+        &mut h,
+        format!("data/{}", sha256_hex(&data[..64.min(size)])),
+        &data[..],
+    )
+    .unwrap();
+    let tar = b.into_inner().unwrap();
+    let blob = gzip(&tar);
+    Layer {
+        digest: digest_of(&blob),
+        diff_id: digest_of(&tar),
+        blob,
+    }
+}
+
+/// An image pushed to the plain test registry as `<repo>:v1`.
+#[derive(Clone, Debug)]
+struct Image {
+    repo: String,
+    reference: String,
+    manifest_digest: String,
+    config_digest: String,
+    config_size: u64,
+    layers: Vec<(String, u64)>,
+}
+
+impl Image {
+    /// Config and layers, with their sizes: what a pull downloads.
+    fn blob_sizes(&self) -> BTreeMap<String, u64> {
+        let mut m = BTreeMap::from([(self.config_digest.clone(), self.config_size)]);
+        m.extend(self.layers.iter().cloned());
+        m
+    }
+
+    fn blob_bytes(&self) -> u64 {
+        self.blob_sizes().values().sum()
+    }
+
+    /// Manifest, config and layers: what the cache stores.
+    fn blobs(&self) -> BTreeSet<String> {
+        let mut s: BTreeSet<String> = self.blob_sizes().into_keys().collect();
+        s.insert(self.manifest_digest.clone());
+        s
+    }
+}
+
+/// Builds an OCI layout (one config, `layers`) and pushes it with skopeo as `<repo>:v1`.
+fn push_image(repo: &str, layers: &[Layer]) -> Image {
+    let dir = tempdir();
+    let blobs = dir.path().join("blobs/sha256");
+    fs::create_dir_all(&blobs).unwrap();
+    let put = |data: &[u8]| -> String {
+        let d = digest_of(data);
+        fs::write(blobs.join(hex(&d)), data).unwrap();
+        d
+    };
+    let config = serde_json::to_vec(&json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "created": "2024-01-01T00:00:00Z",
+        "config": {"Labels": {"test.repo": repo}},
+        "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>()},
+    }))
+    .unwrap();
+    let config_digest = put(&config);
+    for l in layers {
+        put(&l.blob);
+    }
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": config.len()},
+        "layers": layers.iter().map(|l| json!({
+            "mediaType": OCI_LAYER_GZIP, "digest": l.digest, "size": l.blob.len()
+        })).collect::<Vec<_>>(),
+    }))
+    .unwrap();
+    let manifest_digest = put(&manifest);
+    fs::write(
+        dir.path().join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    let index = json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": OCI_MANIFEST, "digest": manifest_digest, "size": manifest.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "v1"}
+        }]
+    });
+    fs::write(dir.path().join("index.json"), index.to_string()).unwrap();
+    let out = Command::new("skopeo")
+        .args([
+            "copy",
+            "--quiet",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+        ])
+        .arg(format!("oci:{}:v1", dir.path().display()))
+        .arg(format!("docker://{}/{repo}:v1", registry()))
+        .stdin(Stdio::null())
+        .output()
+        .expect("skopeo");
+    assert!(
+        out.status.success(),
+        "skopeo copy to {repo}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Image {
+        repo: repo.to_owned(),
+        reference: format!("{}/{repo}:v1", registry()),
+        manifest_digest,
+        config_digest,
+        config_size: config.len() as u64,
+        layers: layers
+            .iter()
+            .map(|l| (l.digest.clone(), l.blob.len() as u64))
+            .collect(),
+    }
+}
+
+fn fresh_image(what: &str, sizes: &[usize]) -> Image {
+    let layers: Vec<Layer> = sizes.iter().map(|&s| layer(s)).collect();
+    push_image(&unique_repo(what), &layers)
+}
+
+/// Environment variables that would let the machine's credentials, engines or cache in.
+const CLEARED_VARS: [&str; 14] = [
+    "DOCKER_CONFIG",
+    "REGISTRY_AUTH_FILE",
+    "XDG_RUNTIME_DIR",
+    "XDG_CONFIG_HOME",
+    "XDG_CACHE_HOME",
+    "IMGCACHE_HOME",
+    "IMGCACHE_LOG",
+    "IMGCACHE_PODMAN_ARGS",
+    "DOCKER_HOST",
+    "DOCKER_CONTEXT",
+    "CONTAINER_HOST",
+    "CONTAINER_CONNECTION",
+    "CONTAINERD_ADDRESS",
+    "CONTAINER_RUNTIME_ENDPOINT",
+];
+
+/// A directory of its own: a cache root, a HOME without credentials, a podman store.
+struct Sandbox {
+    dir: tempfile::TempDir,
+    root: PathBuf,
+    home: PathBuf,
+}
+
+impl Sandbox {
+    fn new() -> Self {
+        let dir = tempdir();
+        let root = dir.path().join("root");
+        let home = dir.path().join("home");
+        fs::create_dir_all(&home).unwrap();
+        Self { dir, root, home }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `imgcache --root ROOT args`, HOME the sandbox's, nothing of the machine's.
+    fn command_at(&self, root: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.arg("--root").arg(root).args(args);
+        c.env("HOME", &self.home);
+        for v in CLEARED_VARS {
+            c.env_remove(v);
+        }
+        c.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        self.command_at(&self.root, args)
+    }
+
+    /// podman on a private store in the sandbox, for `load` and `status`.
+    fn with_podman(&self, c: &mut Command) {
+        let base = self.path("podman");
+        let tmp = base.join("tmp");
+        fs::create_dir_all(&tmp).unwrap();
+        c.env(
+            "IMGCACHE_PODMAN_ARGS",
+            format!(
+                "--root {} --runroot {} --tmpdir {} --storage-driver vfs --events-backend=none --cgroup-manager=cgroupfs",
+                base.join("root").display(),
+                base.join("run").display(),
+                tmp.display()
+            ),
+        )
+        .env("TMPDIR", &tmp);
+    }
+
+    fn podman(&self, args: &[&str]) -> Run {
+        let base = self.path("podman");
+        let mut c = Command::new("podman");
+        c.arg("--root")
+            .arg(base.join("root"))
+            .arg("--runroot")
+            .arg(base.join("run"))
+            .arg("--tmpdir")
+            .arg(base.join("tmp"))
+            .args([
+                "--storage-driver",
+                "vfs",
+                "--events-backend=none",
+                "--cgroup-manager=cgroupfs",
+            ])
+            .env("TMPDIR", base.join("tmp"))
+            .args(args);
+        watched(&mut c, WATCHDOG).0
+    }
+
+    fn run_at(&self, root: &Path, args: &[&str]) -> Run {
+        let (r, timed_out) = watched(&mut self.command_at(root, args), WATCHDOG);
+        assert!(
+            !timed_out,
+            "imgcache {args:?} did not finish in {WATCHDOG:?}"
+        );
+        r
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        self.run_at(&self.root, args)
+    }
+
+    /// `--json args` at `root`, expecting `code`.
+    fn json_at(&self, root: &Path, args: &[&str], code: i32) -> Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        let r = self.run_at(root, &a);
+        assert_eq!(
+            r.code, code,
+            "imgcache {args:?}\nstdout:\n{}\nstderr:\n{}",
+            r.stdout, r.stderr
+        );
+        r.json()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        self.json_at(&self.root, args, 0)
+    }
+}
+
+/// Runs `cmd` (stdout and stderr piped), killing it after `timeout`; returns the run and whether
+/// it had to be killed.
+fn watched(cmd: &mut Command, timeout: Duration) -> (Run, bool) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_watched(&mut child, timeout)
+}
+
+fn wait_watched(child: &mut Child, timeout: Duration) -> (Run, bool) {
+    let drain = |mut r: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut b = Vec::new();
+            r.read_to_end(&mut b).ok();
+            String::from_utf8_lossy(&b).into_owned()
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let start = Instant::now();
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > timeout {
+            timed_out = true;
+            child.kill().ok();
+            break child.wait().unwrap();
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    (
+        Run {
+            code: status.code().unwrap_or(-1),
+            stdout: out.join().unwrap(),
+            stderr: err.join().unwrap(),
+            max_rss_kib: None,
+        },
+        timed_out,
+    )
+}
+
+/// Every file of `blobs/sha256` hashes to its name; returns their digests.
+fn assert_blob_files_hash_to_their_names(root: &Path, ctx: &str) -> BTreeSet<String> {
+    let dir = root.join("blobs/sha256");
+    let mut out = BTreeSet::new();
+    for e in fs::read_dir(&dir).unwrap_or_else(|e| panic!("{ctx}: {}: {e}", dir.display())) {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        let data = fs::read(e.path()).unwrap();
+        assert_eq!(
+            sha256_hex(&data),
+            name,
+            "{ctx}: blob file {name} ({} bytes) does not hash to its name",
+            data.len()
+        );
+        out.insert(format!("sha256:{name}"));
+    }
+    out
+}
+
+/// `ingest/*.partial` files with their sizes.
+fn partials(root: &Path) -> BTreeMap<String, u64> {
+    fs::read_dir(root.join("ingest"))
+        .map(|rd| {
+            rd.filter_map(|e| {
+                let e = e.unwrap();
+                let name = e.file_name().to_string_lossy().into_owned();
+                let hex = name.strip_suffix(".partial")?.to_owned();
+                Some((format!("sha256:{hex}"), e.metadata().unwrap().len()))
+            })
+            .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `fsck [--deep]` at `root` is clean: ok, nothing missing, corrupt, broken or lost
+/// (unreferenced blobs are allowed: prune removes them).
+fn assert_fsck_clean(sb: &Sandbox, root: &Path, ctx: &str) -> Value {
+    let doc = sb.json_at(root, &["fsck", "--deep"], 0);
+    assert_eq!(doc["ok"], true, "{ctx}: {doc:#}");
+    for k in ["missing", "corrupt", "broken_references", "lost_references"] {
+        assert_eq!(doc[k], json!([]), "{ctx}: {k}: {doc:#}");
+    }
+    doc
+}
+
+fn refs_at(sb: &Sandbox, root: &Path) -> Vec<(String, String)> {
+    sb.json_at(root, &["ls"], 0)["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["reference"].as_str().unwrap().to_owned(),
+                e["image_id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The registry's log: what it sent, when.
+
+/// One response the registry logged (`msg="response completed"`).
+#[derive(Debug, Clone)]
+struct Served {
+    method: String,
+    uri: String,
+    status: u16,
+    written: u64,
+    /// Unix nanoseconds: when the response ended, minus its duration.
+    start_ns: i128,
+    end_ns: i128,
+}
+
+/// The plain registry's log from the moment of [`RegistryLog::mark`] on.
+struct RegistryLog {
+    path: PathBuf,
+    start: u64,
+    /// Unix nanoseconds at the mark: responses that started before (an aborted download of an
+    /// earlier run, logged late) are not counted.
+    since_ns: i128,
+}
+
+impl RegistryLog {
+    fn mark() -> Self {
+        let path =
+            Path::new(&env().vars["IMGCACHE_TESTENV"]).join("registry-data/_ctl/registry.log");
+        let start = fs::metadata(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .len();
+        let since_ns = i128::from(nanos());
+        Self {
+            path,
+            start,
+            since_ns,
+        }
+    }
+
+    /// Blob GETs of `repos` answered since the mark (waits a moment: the registry logs a
+    /// response once it is sent).
+    fn blob_gets(&self, repos: &[&str]) -> Vec<Served> {
+        thread::sleep(Duration::from_millis(300));
+        let mut f = fs::File::open(&self.path).unwrap();
+        use std::io::{Seek, SeekFrom};
+        f.seek(SeekFrom::Start(self.start)).unwrap();
+        let mut bytes = Vec::new();
+        f.read_to_end(&mut bytes).unwrap();
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter(|l| l.contains("msg=\"response completed\""))
+            .filter_map(parse_served)
+            .filter(|s| {
+                s.start_ns >= self.since_ns
+                    && s.method == "GET"
+                    && repos
+                        .iter()
+                        .any(|r| s.uri.starts_with(&format!("/v2/{r}/blobs/")))
+            })
+            .collect()
+    }
+
+    /// Body bytes sent for blob GETs (200 and 206) of `repos` since the mark.
+    fn blob_bytes_sent(&self, repos: &[&str]) -> (u64, usize) {
+        let gets = self.blob_gets(repos);
+        let ranged = gets.iter().filter(|s| s.status == 206).count();
+        (
+            gets.iter()
+                .filter(|s| s.status == 200 || s.status == 206)
+                .map(|s| s.written)
+                .sum(),
+            ranged,
+        )
+    }
+}
+
+/// `key=value` or `key="value"` of a logrus line.
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let at = line.find(&format!(" {key}="))? + key.len() + 2;
+    let rest = &line[at..];
+    if let Some(q) = rest.strip_prefix('"') {
+        q.split('"').next()
+    } else {
+        rest.split(' ').next()
+    }
+}
+
+fn parse_served(line: &str) -> Option<Served> {
+    let end_ns = parse_rfc3339_ns(line.strip_prefix("time=\"")?.split('"').next()?)?;
+    let duration = parse_go_duration_ns(field(line, "http.response.duration")?)?;
+    Some(Served {
+        method: field(line, "http.request.method")?.to_owned(),
+        uri: field(line, "http.request.uri")?.to_owned(),
+        status: field(line, "http.response.status")?.parse().ok()?,
+        written: field(line, "http.response.written")?.parse().ok()?,
+        start_ns: end_ns - duration,
+        end_ns,
+    })
+}
+
+/// `2026-11-30T06:21:36.250258627Z` as Unix nanoseconds (UTC only, as the registry logs).
+fn parse_rfc3339_ns(t: &str) -> Option<i128> {
+    let t = t.strip_suffix('Z')?;
+    let (date, time) = t.split_once('T')?;
+    let d: Vec<i64> = date
+        .split('-')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let h: Vec<i64> = hms
+        .split(':')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    let frac_ns: i128 = format!("{frac:0<9}")[..9].parse().ok()?;
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let (y, m, day) = (d[0] - i64::from(d[1] <= 2), d[1], d[2]);
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h[0] * 3600 + h[1] * 60 + h[2];
+    Some(i128::from(secs) * 1_000_000_000 + frac_ns)
+}
+
+/// Go's `time.Duration` text (`1.5ms`, `850µs`, `2m3.5s`) in nanoseconds.
+fn parse_go_duration_ns(s: &str) -> Option<i128> {
+    let mut total = 0f64;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let value: f64 = rest[..n].parse().ok()?;
+        rest = &rest[n..];
+        let (unit, len) = [
+            ("ns", 1.0),
+            ("µs", 1e3),
+            ("us", 1e3),
+            ("ms", 1e6),
+            ("s", 1e9),
+            ("m", 60e9),
+            ("h", 3600e9),
+        ]
+        .iter()
+        .find(|(u, _)| rest.starts_with(u))
+        .map(|(u, f)| (*f, u.len()))?;
+        total += value * unit;
+        rest = &rest[len..];
+    }
+    Some(total as i128)
+}
+
+#[test]
+fn registry_log_times_and_durations_parse() {
+    assert_eq!(
+        parse_rfc3339_ns("1970-01-01T00:00:01.5Z"),
+        Some(1_500_000_000)
+    );
+    assert_eq!(
+        parse_rfc3339_ns("2024-01-01T00:00:00Z"),
+        Some(1_704_067_200_000_000_000)
+    );
+    assert_eq!(parse_go_duration_ns("1.5ms"), Some(1_500_000));
+    assert_eq!(parse_go_duration_ns("850µs"), Some(850_000));
+    assert_eq!(parse_go_duration_ns("1m2s"), Some(62_000_000_000));
+    let line = r#"time="2026-11-30T06:21:36.274459255Z" level=info msg="response completed" http.request.method=GET http.request.uri="/v2/x/blobs/sha256:27c7" http.response.duration=2.159648ms http.response.status=200 http.response.written=51985"#;
+    let s = parse_served(line).unwrap();
+    assert_eq!(
+        (s.method.as_str(), s.uri.as_str()),
+        ("GET", "/v2/x/blobs/sha256:27c7")
+    );
+    assert_eq!((s.status, s.written), (200, 51985));
+    assert_eq!(s.end_ns - s.start_ns, 2_159_648);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Disk full.
+
+/// A tmpfs mounted at a directory, unmounted when dropped (declare it after the [`Sandbox`]
+/// holding the directory, so that it is dropped first).
+struct Tmpfs {
+    dir: PathBuf,
+}
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Self {
+        fs::create_dir_all(dir).unwrap();
+        let out = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .stdin(Stdio::null())
+            .output()
+            .expect("mount");
+        assert!(
+            out.status.success(),
+            "mount -t tmpfs at {} (the disk-full tests need root): {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self { dir: dir.into() }
+    }
+
+    fn resize(&self, size: &str) {
+        let out = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.dir)
+            .output()
+            .expect("mount");
+        assert!(
+            out.status.success(),
+            "remount: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let ok = Command::new("umount")
+            .arg(&self.dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+        }
+    }
+}
+
+/// A failed command's JSON error is `environment` and its message says the disk is full and
+/// names a file under `dir`; stderr says so too.
+fn assert_disk_full(r: &Run, dir: &Path, ctx: &str) {
+    assert_eq!(
+        r.code, 3,
+        "{ctx}: exit code\nstdout:\n{}\nstderr:\n{}",
+        r.stdout, r.stderr
+    );
+    let doc = r.json();
+    assert_eq!(doc["ok"], false, "{ctx}: {doc:#}");
+    assert_eq!(doc["error"]["check"], "environment", "{ctx}: {doc:#}");
+    let msg = doc["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("disk is full"), "{ctx}: {msg}");
+    assert!(
+        msg.contains(&dir.display().to_string()),
+        "{ctx}: the path is not named: {msg}"
+    );
+    assert!(r.stderr.contains("disk is full"), "{ctx}: {}", r.stderr);
+}
+
+#[test]
+fn pull_into_a_full_disk_exits_3_naming_the_file_and_resumes_once_there_is_room() {
+    let img = fresh_image("fullpull", &[2_000_000, 1_500_000]);
+    let sb = Sandbox::new();
+    let mnt = sb.path("mnt");
+    let tmpfs = Tmpfs::mount(&mnt, "3m");
+    let root = mnt.join("root");
+
+    let r = sb.run_at(&root, &["--json", "pull", &img.reference]);
+    assert_disk_full(&r, &mnt, "pull into 3 MiB");
+    let stored = assert_blob_files_hash_to_their_names(&root, "after the full disk");
+    assert!(stored.is_subset(&img.blobs()), "{stored:?}");
+    assert!(
+        !stored.contains(&img.manifest_digest),
+        "the manifest is stored only once every blob is"
+    );
+    assert!(
+        refs_at(&sb, &root).is_empty(),
+        "a failed pull recorded a reference"
+    );
+    assert_fsck_clean(&sb, &root, "after the full disk");
+    let kept = partials(&root);
+    let kept_bytes: u64 = kept.values().sum();
+    assert!(
+        kept_bytes > 0,
+        "no partial download kept to resume: {kept:?}"
+    );
+
+    tmpfs.resize("64m");
+    let sizes = img.blob_sizes();
+    let missing: u64 = sizes
+        .iter()
+        .filter(|(d, _)| !stored.contains(*d))
+        .map(|(_, s)| s)
+        .sum();
+    let log = RegistryLog::mark();
+    let doc = sb.json_at(&root, &["pull", &img.reference], 0);
+    assert_eq!(doc["image_id"], img.config_digest.as_str());
+    let (sent, ranged) = log.blob_bytes_sent(&[&img.repo]);
+    assert_eq!(
+        sent,
+        missing - kept_bytes,
+        "the registry sent {sent} bytes; missing blobs {missing} bytes, of which {kept_bytes} were kept in {kept:?}"
+    );
+    assert!(sent < img.blob_bytes(), "nothing was resumed");
+    assert!(
+        ranged >= 1,
+        "no Range request resumed the partial downloads"
+    );
+    assert!(partials(&root).is_empty(), "{:?}", partials(&root));
+    assert_fsck_clean(&sb, &root, "after the resumed pull");
+    assert_eq!(
+        assert_blob_files_hash_to_their_names(&root, "after"),
+        img.blobs()
+    );
+    let v = sb.json_at(&root, &["verify", "--deep", &img.reference], 0);
+    assert_eq!(v["ok"], true, "{v:#}");
+}
+
+#[test]
+fn import_into_a_full_disk_exits_3_naming_the_file_and_succeeds_once_there_is_room() {
+    let img = fresh_image("fullimport", &[2_000_000, 1_500_000]);
+    let sb = Sandbox::new();
+    // The archive, saved from an ordinary cache.
+    let seed = sb.path("seed");
+    sb.json_at(&seed, &["pull", &img.reference], 0);
+    let tarball = sb.path("image.tar");
+    sb.json_at(
+        &seed,
+        &["save", &img.reference, "-o", tarball.to_str().unwrap()],
+        0,
+    );
+
+    let mnt = sb.path("mnt");
+    let tmpfs = Tmpfs::mount(&mnt, "3m");
+    let root = mnt.join("root");
+    let r = sb.run_at(&root, &["--json", "import", tarball.to_str().unwrap()]);
+    assert_disk_full(&r, &mnt, "import into 3 MiB");
+    let stored = assert_blob_files_hash_to_their_names(&root, "after the full disk");
+    assert!(stored.is_subset(&img.blobs()), "{stored:?}");
+    assert!(
+        refs_at(&sb, &root).is_empty(),
+        "a failed import recorded a reference"
+    );
+    assert_fsck_clean(&sb, &root, "after the full disk");
+
+    tmpfs.resize("64m");
+    let doc = sb.json_at(&root, &["import", tarball.to_str().unwrap()], 0);
+    assert_eq!(
+        doc["images"][0]["image_id"],
+        img.config_digest.as_str(),
+        "{doc:#}"
+    );
+    assert_fsck_clean(&sb, &root, "after the import");
+    let v = sb.json_at(
+        &root,
+        &[
+            "verify",
+            "--deep",
+            "--expect",
+            &img.config_digest,
+            &img.reference,
+        ],
+        0,
+    );
+    assert_eq!(v["ok"], true, "{v:#}");
+}
+
+/// What `save -o` into a 1 MiB tmpfs does with a ~3.5 MB image.
+fn save_into_a_full_disk() -> (Sandbox, Image, PathBuf, Run, Tmpfs) {
+    let img = fresh_image("fullsave", &[2_000_000, 1_500_000]);
+    let sb = Sandbox::new();
+    sb.json(&["pull", &img.reference]);
+    let mnt = sb.path("mnt");
+    let tmpfs = Tmpfs::mount(&mnt, "1m");
+    let out = mnt.join("image.tar");
+    let r = sb.run(&[
+        "--json",
+        "save",
+        &img.reference,
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    (sb, img, out, r, tmpfs)
+}
+
+#[test]
+fn save_into_a_full_disk_exits_3_leaves_no_file_and_succeeds_once_there_is_room() {
+    let (sb, img, out, r, tmpfs) = save_into_a_full_disk();
+    assert_eq!(r.code, 3, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    let doc = r.json();
+    assert_eq!(doc["error"]["check"], "environment", "{doc:#}");
+    let left: Vec<_> = fs::read_dir(out.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "a failed save left {left:?}");
+    assert_fsck_clean(&sb, &sb.root, "the cache after the failed save");
+
+    tmpfs.resize("64m");
+    sb.json(&["save", &img.reference, "-o", out.to_str().unwrap()]);
+    let v = sb.json(&[
+        "verify",
+        "--deep",
+        "--no-memo",
+        "--expect",
+        &img.config_digest,
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(v["ok"], true, "{v:#}");
+}
+
+#[test]
+#[ignore = "bug: save -o FILE into a full disk never names FILE nor says the disk is full: a failed write inside a \
+            blob copy is blamed on the cache's blob (`ROOT/blobs/sha256/HEX: No space left on device`, as if the cache's disk \
+            were full: Writer::blob maps tar append errors to the source path), elsewhere on `<archive output>` \
+            (write_archive uses Error::io(\"<archive output>\", e), not store::io_error with the output path)"]
+fn save_into_a_full_disk_says_the_disk_is_full_and_names_the_output_file() {
+    let (_sb, _img, out, r, _tmpfs) = save_into_a_full_disk();
+    assert_disk_full(&r, out.parent().unwrap(), "save -o into 1 MiB");
+    let msg = r.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(msg.contains("image.tar"), "names the output file: {msg}");
+}
+
+#[test]
+#[ignore = "bug: an I/O error is printed with its cause twice on stderr: `imgcache: PATH: the disk is full (No space left \
+            on device (os error 28)): free some space ...: the disk is full (No space left on device (os error 28)): free \
+            some space ...` (main prints `{e:#}`, and Error::Io's Display already includes its source)"]
+fn a_disk_full_error_is_printed_once_on_stderr() {
+    let sb = Sandbox::new();
+    let mnt = sb.path("mnt");
+    let _tmpfs = Tmpfs::mount(&mnt, "600k");
+    let r = sb.run_at(
+        &mnt.join("root"),
+        &["pull", &format!("{}/busybox:v1", registry())],
+    );
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert_eq!(r.stderr.matches("disk is full").count(), 1, "{}", r.stderr);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Secrets.
+
+/// `secret` and the base64 forms it may take: of itself and of `user:secret` (Basic auth),
+/// at the three alignments inside a longer base64 text.
+fn secret_forms(user: &str, secret: &str) -> Vec<String> {
+    let mut out = vec![
+        secret.to_owned(),
+        base64(format!("{user}:{secret}").as_bytes()),
+    ];
+    for text in [secret.to_owned(), format!("{user}:{secret}")] {
+        for pad in 0..3 {
+            let b = base64(format!("{}{text}", "x".repeat(pad)).as_bytes());
+            // Drop the characters the padding or what follows may change.
+            let (skip, trim) = (if pad == 0 { 0 } else { 4 }, 4);
+            if b.len() > skip + trim + 8 {
+                out.push(b[skip..b.len() - trim].to_owned());
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[test]
+fn secret_forms_find_a_password_inside_a_basic_auth_header() {
+    let forms = secret_forms("someone", "MARKER-pw-0123456789");
+    for prefix in ["", "a", "ab", "abc:"] {
+        let header = base64(format!("{prefix}someone:MARKER-pw-0123456789").as_bytes());
+        assert!(
+            forms.iter().any(|f| header.contains(f.as_str())),
+            "{prefix:?}"
+        );
+    }
+}
+
+/// Every file under `dir`, for a byte search.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd {
+            let e = e.unwrap();
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                stack.push(e.path());
+            } else if t.is_file() {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+/// (modification time, bytes) of each credential file imgcache might read, or None.
+fn credential_files(home: &Path) -> BTreeMap<PathBuf, Option<(SystemTime, Vec<u8>)>> {
+    [
+        home.join(".docker/config.json"),
+        home.join(".config/containers/auth.json"),
+    ]
+    .into_iter()
+    .map(|p| {
+        let v = fs::metadata(&p)
+            .ok()
+            .map(|m| (m.modified().unwrap(), fs::read(&p).unwrap()));
+        (p, v)
+    })
+    .collect()
+}
+
+#[test]
+fn no_command_prints_or_stores_a_password_nor_writes_a_credential_file() {
+    let reg = auth_registry();
+    let reference = format!("{reg}/busybox:v1");
+    let user = env().vars["TEST_REGISTRY_USER"].clone();
+    let right_pass = env().vars["TEST_REGISTRY_PASS"].clone();
+    let marker = format!("MARKERpw{}x", nanos() % 1_000_000_007);
+    let mut needles = secret_forms(&user, &marker);
+    needles.extend(secret_forms(&user, &right_pass));
+    let wrong = format!("{user}:{marker}");
+    let right = format!("{user}:{right_pass}");
+    let sb = Sandbox::new();
+    let mut runs = 0;
+
+    let check_text = |what: &str, text: &str| {
+        for n in &needles {
+            assert!(
+                !text.contains(n.as_str()),
+                "{what}: a secret form ({n}) appears:\n{text}"
+            );
+        }
+    };
+    let check_files = |what: &str, dir: &Path| {
+        for f in files_under(dir) {
+            let bytes = fs::read(&f).unwrap();
+            let text = String::from_utf8_lossy(&bytes);
+            for n in &needles {
+                assert!(
+                    !text.contains(n.as_str()),
+                    "{what}: {} holds a secret form ({n})",
+                    f.display()
+                );
+            }
+        }
+    };
+    // Runs `args` (and again with --json) with tracing on; `code` expected.
+    let mut run = |root: &Path, args: &[&str], code: i32, podman: bool| {
+        for json in [false, true] {
+            let mut a: Vec<&str> = if json { vec!["--json"] } else { vec![] };
+            a.extend_from_slice(args);
+            let mut cmd = sb.command_at(root, &a);
+            cmd.env("IMGCACHE_LOG", "trace");
+            if podman {
+                sb.with_podman(&mut cmd);
+            }
+            let (r, timed_out) = watched(&mut cmd, WATCHDOG);
+            runs += 1;
+            assert!(!timed_out, "{a:?} did not finish");
+            assert_eq!(
+                r.code, code,
+                "{a:?}\nstdout:\n{}\nstderr:\n{}",
+                r.stdout, r.stderr
+            );
+            if args[0] == "pull" && code == 0 {
+                assert!(
+                    r.stderr.contains("TRACE"),
+                    "tracing was not on: {}",
+                    r.stderr
+                );
+            }
+            check_text(&format!("{a:?} stdout"), &r.stdout);
+            check_text(&format!("{a:?} stderr"), &r.stderr);
+        }
+    };
+    let docker_config = |pair: &str| {
+        let dir = sb.home.join(".docker");
+        fs::create_dir_all(&dir).unwrap();
+        let doc = json!({"auths": {reg: {"auth": base64(pair.as_bytes())}}});
+        fs::write(dir.join("config.json"), doc.to_string()).unwrap();
+        // An mtime in the past, so that a rewrite within the same second shows.
+        let f = fs::File::options()
+            .write(true)
+            .open(dir.join("config.json"))
+            .unwrap();
+        f.set_modified(SystemTime::now() - Duration::from_secs(3600))
+            .unwrap();
+    };
+
+    // The wrong marker password, with --creds, then in config.json: refused (exit 3).
+    let bad = sb.path("bad-root");
+    run(&bad, &["pull", &reference, "--creds", &wrong], 3, false);
+    run(
+        &bad,
+        &["load", &reference, "--engine", "podman", "--creds", &wrong],
+        3,
+        true,
+    );
+    docker_config(&wrong);
+    let before = credential_files(&sb.home);
+    run(&bad, &["pull", &reference], 3, false);
+    run(&bad, &["load", &reference, "--engine", "podman"], 3, true);
+    assert_eq!(
+        credential_files(&sb.home),
+        before,
+        "a credential file was written"
+    );
+    check_files("a cache after refused pulls", &bad);
+    fs::remove_dir_all(sb.home.join(".docker")).unwrap();
+
+    // The right password with --creds, then in config.json: every command.
+    let save_to = sb.path("saved.tar");
+    let save_to = save_to.to_str().unwrap();
+    for (phase, creds) in [("--creds", Some(right.as_str())), ("config.json", None)] {
+        let root = sb.path(&format!("root-{}", phase.trim_start_matches('-')));
+        if creds.is_none() {
+            docker_config(&right);
+        }
+        let before = credential_files(&sb.home);
+        // load first, into an empty cache: it pulls with the credentials.
+        let mut load = vec!["load", reference.as_str(), "--engine", "podman"];
+        let mut pull = vec!["pull", reference.as_str()];
+        if let Some(c) = creds {
+            load.extend(["--creds", c]);
+            pull.extend(["--creds", c]);
+        }
+        run(&root, &load, 0, true);
+        run(&root, &pull, 0, false);
+        run(
+            &root,
+            &["status", &reference, "--engine", "podman"],
+            0,
+            true,
+        );
+        run(&root, &["ls"], 0, false);
+        run(&root, &["inspect", &reference], 0, false);
+        run(&root, &["verify", &reference], 0, false);
+        run(&root, &["verify", "--deep", &reference], 0, false);
+        run(&root, &["save", &reference, "-o", save_to], 0, false);
+        run(&root, &["verify", "--deep", save_to], 0, false);
+        run(&root, &["import", save_to], 0, false);
+        run(&root, &["fsck", "--deep"], 0, false);
+        // rm once per mode: the second run of each pair finds it gone (exit 1), so split them.
+        for json in [false, true] {
+            let mut a: Vec<&str> = if json { vec!["--json"] } else { vec![] };
+            a.extend(["rm", &reference]);
+            let mut cmd = sb.command_at(&root, &a);
+            cmd.env("IMGCACHE_LOG", "trace");
+            let (r, _) = watched(&mut cmd, WATCHDOG);
+            assert_eq!(r.code, 0, "{a:?}: {}", r.stderr);
+            check_text("rm", &r.stdout);
+            check_text("rm", &r.stderr);
+            if !json {
+                run(&root, &["import", save_to], 0, false);
+            }
+        }
+        run(&root, &["prune"], 0, false);
+        run(&root, &["fsck"], 0, false);
+        run(
+            &root,
+            &["status", &reference, "--engine", "podman"],
+            1,
+            true,
+        );
+        assert_eq!(
+            credential_files(&sb.home),
+            before,
+            "{phase}: a credential file was written"
+        );
+        check_files(&format!("{phase}: the cache"), &root);
+        check_text(
+            &format!("{phase}: the saved tarball"),
+            &String::from_utf8_lossy(&fs::read(save_to).unwrap()),
+        );
+        for leftover in ["config.json.tmp", "config.json.lock"] {
+            assert!(!sb.home.join(".docker").join(leftover).exists());
+        }
+    }
+    assert!(!sb.home.join(".config/containers/auth.json").exists());
+    eprintln!(
+        "secrets: {runs} runs with IMGCACHE_LOG=trace (and 4 of rm), {} secret forms searched",
+        needles.len()
+    );
+    assert!(runs >= 60, "{runs} runs");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Six processes at once.
+
+#[derive(Default)]
+struct Tally {
+    /// (role, outcome) -> count
+    outcomes: BTreeMap<(String, String), usize>,
+    failures: Vec<String>,
+}
+
+#[test]
+fn six_processes_pulling_importing_pruning_removing_and_loading_keep_the_cache_consistent() {
+    six_processes_at_once(Duration::from_secs(15), true);
+}
+
+#[test]
+#[ignore = "bug (intermittent): in the six-process mix a prune failed with exit 3, `cache index ROOT/index.db: database \
+            is locked`, although the index waits up to 60 s for a busy database: 1 of 54 prunes in one 15 s run, none in \
+            10 other runs. A likely cause: Index::remove_unreferenced_images runs BEGIN DEFERRED, a SELECT, then DELETEs; \
+            when another process (an rm, which takes no cache-wide lock) commits in between, SQLite answers \
+            SQLITE_BUSY_SNAPSHOT, which its busy timeout does not retry (BEGIN IMMEDIATE would). This test runs the mix for \
+            60 s and fails on any `database is locked`"]
+fn no_process_of_the_mix_fails_with_database_is_locked() {
+    six_processes_at_once(Duration::from_secs(60), false);
+}
+
+/// Six processes (2 pulls, import, prune, rm, load into podman) in loops for `run_for`; then the
+/// cache must be consistent. With `tolerate_locked`, a `database is locked` failure is counted
+/// as a known bug (see [`no_process_of_the_mix_fails_with_database_is_locked`]), not a failure.
+fn six_processes_at_once(run_for: Duration, tolerate_locked: bool) {
+    // A and B share their first layer.
+    let shared = layer(900_000);
+    let a = push_image(&unique_repo("mixa"), &[shared.clone(), layer(700_000)]);
+    let b = push_image(
+        &unique_repo("mixb"),
+        &[shared, layer(600_000), layer(400_000)],
+    );
+    let images = [a.clone(), b.clone()];
+    let ids: HashMap<String, String> = images
+        .iter()
+        .map(|i| (i.reference.clone(), i.config_digest.clone()))
+        .collect();
+    let sb = Arc::new(Sandbox::new());
+    // Tarballs for the importer, saved from a seed cache.
+    let seed = sb.path("seed");
+    let mut tars = Vec::new();
+    for (n, img) in images.iter().enumerate() {
+        sb.json_at(&seed, &["pull", &img.reference], 0);
+        let t = sb.path(&format!("img{n}.tar"));
+        sb.json_at(
+            &seed,
+            &["save", &img.reference, "-o", t.to_str().unwrap()],
+            0,
+        );
+        tars.push(t);
+    }
+    let log = RegistryLog::mark();
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let deadline = Instant::now() + run_for;
+    let roles = ["pull", "pull", "import", "prune", "rm", "load"];
+    let workers: Vec<_> = roles
+        .iter()
+        .enumerate()
+        .map(|(w, role)| {
+            let (sb, tally, images, tars, ids) = (
+                sb.clone(),
+                tally.clone(),
+                images.clone(),
+                tars.clone(),
+                ids.clone(),
+            );
+            let role = (*role).to_owned();
+            thread::spawn(move || {
+                let mut n = w;
+                while Instant::now() < deadline {
+                    n += 1;
+                    let img = &images[n % 2];
+                    let tar = tars[n % 2].to_str().unwrap().to_owned();
+                    let args: Vec<String> = match role.as_str() {
+                        "pull" => vec!["pull".into(), img.reference.clone()],
+                        "import" => vec!["import".into(), tar],
+                        "prune" if n % 4 == 0 => {
+                            vec!["prune".into(), "--max-size".into(), "2M".into()]
+                        }
+                        "prune" => vec!["prune".into()],
+                        "rm" => vec!["rm".into(), img.reference.clone()],
+                        _ => vec![
+                            "load".into(),
+                            img.reference.clone(),
+                            "--engine".into(),
+                            "podman".into(),
+                        ],
+                    };
+                    let mut a = vec!["--json"];
+                    a.extend(args.iter().map(String::as_str));
+                    let mut cmd = sb.command(&a);
+                    if role == "load" {
+                        sb.with_podman(&mut cmd);
+                    }
+                    let (r, timed_out) = watched(&mut cmd, WATCHDOG);
+                    let outcome = if timed_out {
+                        format!(
+                            "DEADLOCK: {a:?} did not finish in {WATCHDOG:?}; /proc/locks:\n{}",
+                            fs::read_to_string("/proc/locks").unwrap_or_default()
+                        )
+                    } else if r.code == 0 {
+                        let doc = r.json();
+                        let want = &ids[&img.reference];
+                        let got = match role.as_str() {
+                            "pull" | "load" => doc["image_id"].as_str().map(str::to_owned),
+                            "import" => doc["images"][0]["image_id"].as_str().map(str::to_owned),
+                            _ => Some(want.clone()),
+                        };
+                        if got.as_ref() == Some(want) {
+                            "ok".into()
+                        } else {
+                            format!("WRONG IMAGE: {a:?} gave {got:?}, want {want}")
+                        }
+                    } else if r.stderr.contains("is not in the cache")
+                        && matches!(role.as_str(), "rm" | "load")
+                    {
+                        // rm of a reference another rm or an eviction already dropped; a load
+                        // whose image was removed under it by rm + prune.
+                        "not cached (benign)".into()
+                    } else if role == "load"
+                        && r.code == 1
+                        && (r.stderr.contains("is missing from the store")
+                            || r.stderr.contains("No such file or directory"))
+                    {
+                        // Resolved, then rm + prune removed its blobs before it read them (the
+                        // message then suggests `fsck --repair`, which finds nothing to do).
+                        "blobs pruned under the load (benign)".into()
+                    } else if role == "prune"
+                        && r.code == 3
+                        && r.stderr.contains("references that refs.json lists")
+                    {
+                        // The rm/prune race of prune_and_fsck_during_an_rm_neither_refuse_nor_report_lost_references.
+                        "refused: rm in progress (known bug)".into()
+                    } else if tolerate_locked
+                        && r.code == 3
+                        && r.stderr.contains("database is locked")
+                    {
+                        "database is locked (known bug)".into()
+                    } else {
+                        format!(
+                            "FAILED: {a:?} exit {}\nstdout:\n{}\nstderr:\n{}",
+                            r.code, r.stdout, r.stderr
+                        )
+                    };
+                    let mut t = tally.lock().unwrap();
+                    let key = if outcome.starts_with(char::is_uppercase) && outcome != "ok" {
+                        t.failures.push(outcome.clone());
+                        "FAILED".to_owned()
+                    } else {
+                        outcome
+                    };
+                    *t.outcomes.entry((role.clone(), key)).or_insert(0) += 1;
+                    drop(t);
+                    if role == "load" && n % 2 == 0 {
+                        // Make the next load of this image stream a tarball again.
+                        sb.podman(&["rmi", "-f", &img.reference]);
+                    }
+                    thread::sleep(Duration::from_millis(nanos() % 40));
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let tally = tally.lock().unwrap();
+    let total: usize = tally.outcomes.values().sum();
+    eprintln!(
+        "six processes at once, {run_for:?}: {total} runs: {:#?}",
+        tally.outcomes
+    );
+    assert!(tally.failures.is_empty(), "{}", tally.failures.join("\n\n"));
+    for role in ["pull", "import", "prune", "rm", "load"] {
+        assert!(
+            tally
+                .outcomes
+                .iter()
+                .any(|((r, o), _)| r == role && o == "ok"),
+            "no {role} succeeded: {:#?}",
+            tally.outcomes
+        );
+    }
+
+    // The cache is consistent: fsck deep, every reference the registry's image, every blob intact.
+    assert_fsck_clean(&sb, &sb.root, "after the mix");
+    let stored = assert_blob_files_hash_to_their_names(&sb.root, "after the mix");
+    for (reference, id) in refs_at(&sb, &sb.root) {
+        assert_eq!(Some(&id), ids.get(&reference), "{reference}");
+        let v = sb.json(&["verify", "--deep", "--expect", &id, &reference]);
+        assert_eq!(v["ok"], true, "{v:#}");
+        let img = images.iter().find(|i| i.reference == reference).unwrap();
+        for d in img.blob_sizes().keys() {
+            assert!(stored.contains(d), "{reference} needs {d}, not stored");
+        }
+    }
+
+    // No blob was downloaded twice at the same time.
+    let gets = log.blob_gets(&[&a.repo, &b.repo]);
+    let mut by_blob: BTreeMap<String, Vec<&Served>> = BTreeMap::new();
+    for g in &gets {
+        let digest = g.uri.rsplit('/').next().unwrap().to_owned();
+        by_blob.entry(digest).or_default().push(g);
+    }
+    let mut again = 0;
+    for (digest, mut v) in by_blob {
+        v.sort_by_key(|s| s.start_ns);
+        again += v.len() - 1;
+        for w in v.windows(2) {
+            assert!(
+                w[1].start_ns >= w[0].end_ns,
+                "blob {digest} was sent twice at overlapping times: {:?} and {:?}",
+                w[0],
+                w[1]
+            );
+        }
+    }
+    eprintln!(
+        "registry: {} blob GETs, {again} of them for a blob sent before (after a prune removed it), none overlapping",
+        gets.len()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. The window between index.db and refs.json.
+
+/// Runs imgcache under strace, applying `inject` (an strace tampering spec, e.g.
+/// `signal=SIGKILL:when=1`) to rename(2): `rm` and `prune --max-size` rename exactly one file,
+/// refs.json, after changing the index.
+fn strace_rename(sb: &Sandbox, args: &[&str], inject: &str) -> Child {
+    let mut c = Command::new("strace");
+    c.args([
+        "-f",
+        "-qq",
+        "-o",
+        "/dev/null",
+        "-e",
+        "trace=rename,renameat,renameat2",
+    ])
+    .arg("-e")
+    .arg(format!("inject=rename,renameat,renameat2:{inject}"))
+    .arg(bin())
+    .arg("--root")
+    .arg(&sb.root)
+    .args(args)
+    .env("HOME", &sb.home)
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    for v in CLEARED_VARS {
+        c.env_remove(v);
+    }
+    c.spawn().expect("strace (apt package strace)")
+}
+
+/// A cache holding busybox and multiarch, and how a kill at the refs.json rename of `args`
+/// leaves it.
+fn killed_at_the_refs_json_rename(args: &[&str]) -> (Sandbox, Value) {
+    let sb = Sandbox::new();
+    let busybox = format!("{}/busybox:v1", registry());
+    sb.json(&["pull", &busybox]);
+    sb.json(&["pull", &format!("{}/multiarch:v1", registry())]);
+    let mut child = strace_rename(&sb, args, "signal=SIGKILL:when=1");
+    let (r, _) = wait_watched(&mut child, WATCHDOG);
+    assert_ne!(r.code, 0, "{args:?} was not killed: {}", r.stderr);
+    let fsck = sb.run(&["--json", "fsck"]).json();
+    (sb, fsck)
+}
+
+#[test]
+#[ignore = "bug: rm deletes the reference from index.db, then rewrites refs.json; killed in between, the cache is left \
+            with a lost reference: fsck says ok=false (lost_references), prune refuses (exit 3, 'run fsck --repair'), \
+            rm again says 'not in the cache', and fsck --repair brings the removed reference back"]
+fn rm_killed_before_refs_json_is_rewritten_leaves_a_clean_cache() {
+    let busybox = format!("{}/busybox:v1", registry());
+    let (sb, fsck) = killed_at_the_refs_json_rename(&["rm", &busybox]);
+    assert_eq!(fsck["ok"], true, "{fsck:#}");
+    assert_eq!(fsck["lost_references"], json!([]), "{fsck:#}");
+    sb.json(&["prune"]);
+    let repaired = sb.json(&["fsck", "--repair"]);
+    assert!(
+        !refs_at(&sb, &sb.root).iter().any(|(r, _)| *r == busybox),
+        "the removed reference came back: {repaired:#}"
+    );
+}
+
+#[test]
+#[ignore = "bug: prune --max-size evicts references from index.db, then rewrites refs.json; killed in between, fsck \
+            says ok=false (lost_references), the next prune refuses, and fsck --repair restores the evicted references"]
+fn prune_max_size_killed_before_refs_json_is_rewritten_leaves_a_clean_cache() {
+    let (sb, fsck) = killed_at_the_refs_json_rename(&["prune", "--max-size", "1"]);
+    assert_eq!(fsck["ok"], true, "{fsck:#}");
+    assert_eq!(fsck["lost_references"], json!([]), "{fsck:#}");
+    sb.json(&["prune"]);
+}
+
+#[test]
+#[ignore = "bug: rm takes no cache-wide lock: between its index.db delete and its refs.json rewrite, a concurrent prune \
+            refuses (exit 3, 'it lacks 1 references that refs.json lists ... run fsck --repair') and a concurrent fsck \
+            reports ok=false with lost_references, though nothing is wrong"]
+fn prune_and_fsck_during_an_rm_neither_refuse_nor_report_lost_references() {
+    let sb = Sandbox::new();
+    let busybox = format!("{}/busybox:v1", registry());
+    sb.json(&["pull", &busybox]);
+    sb.json(&["pull", &format!("{}/multiarch:v1", registry())]);
+    // rm sleeps 2 s at its refs.json rename (strace delays the syscall): the window, widened.
+    let mut rm = strace_rename(&sb, &["rm", &busybox], "delay_enter=2000000");
+    thread::sleep(Duration::from_millis(900));
+    let fsck = sb.run(&["--json", "fsck"]);
+    let prune = sb.run(&["--json", "prune"]);
+    let (r, _) = wait_watched(&mut rm, WATCHDOG);
+    assert_eq!(r.code, 0, "rm: {}", r.stderr);
+    assert_eq!(
+        fsck.json()["lost_references"],
+        json!([]),
+        "fsck during rm: {}",
+        fsck.stdout
+    );
+    assert_eq!(fsck.code, 0, "fsck during rm: {}", fsck.stdout);
+    assert_eq!(
+        prune.code, 0,
+        "prune during rm: {}\n{}",
+        prune.stdout, prune.stderr
+    );
+}
