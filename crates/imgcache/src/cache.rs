@@ -534,7 +534,27 @@ impl Cache {
     /// index (the point where concurrent processes agree), temp file then rename.
     fn save_refs(&self) -> Result<(), Error> {
         let _lock = self.store.named_lock("refs", LockMode::Exclusive)?;
-        let refs = self.index().refs()?;
+        self.write_refs(&[])
+    }
+
+    /// Removes references: `refs.json` first, then the index, under the refs lock. A process
+    /// killed in between leaves the references in the index only, which `fsck` does not count
+    /// as lost (the other order would make `fsck --repair` bring them back).
+    fn remove_refs(&self, names: &[String]) -> Result<usize, Error> {
+        let _lock = self.store.named_lock("refs", LockMode::Exclusive)?;
+        self.write_refs(names)?;
+        let index = self.index();
+        let mut n = 0;
+        for name in names {
+            n += index.remove_ref(name)?;
+        }
+        Ok(n)
+    }
+
+    /// Writes the index's references, less `removed`; the caller holds the refs lock.
+    fn write_refs(&self, removed: &[String]) -> Result<(), Error> {
+        let mut refs = self.index().refs()?;
+        refs.retain(|r| !removed.contains(&r.name));
         let json = serde_json::to_vec_pretty(&refs).map_err(|e| Error::Index {
             path: self.refs_path(),
             message: e.to_string(),
@@ -1245,12 +1265,12 @@ impl Cache {
     /// Drops a reference (every platform of it). Blobs stay until `prune`.
     pub fn rm(&self, reference: &str) -> Result<usize, Error> {
         let name = Reference::parse(reference)?.to_string();
-        let n = self.index().remove_ref(&name)?;
-        if n == 0 {
+        // Shared like a pull: prune waits until the reference is gone from both records.
+        let _gc = self.store.gc_lock(LockMode::Shared)?;
+        if self.index().get_ref(&name, None)?.is_none() {
             return Err(Error::NotCached { reference: name });
         }
-        self.save_refs()?;
-        Ok(n)
+        self.remove_refs(&[name])
     }
 
     /// Removes blobs no reference needs; with `max_size`, first evicts the least recently
@@ -1291,7 +1311,6 @@ impl Cache {
                     .iter()
                     .filter(|r| r.manifest_digest == img.manifest_digest)
                 {
-                    index.remove_ref(&r.name)?;
                     report.references_evicted.push(r.name.clone());
                 }
                 evicted.insert(img.manifest_digest);
@@ -1310,7 +1329,8 @@ impl Cache {
         }
         drop(index);
         if !report.references_evicted.is_empty() {
-            self.save_refs()?;
+            report.references_evicted.dedup();
+            self.remove_refs(&report.references_evicted)?;
         }
         let mut index = self.index();
         report.images_removed = index.remove_unreferenced_images()?.len();
