@@ -499,7 +499,7 @@ pub fn status(r: &imgcache::cache::StatusReport, json: bool) -> Result<()> {
         .unwrap_or_default();
     writeln!(
         out,
-        "  in {}      {}{engine_id}  [{}]",
+        "  in {:<11}{}{engine_id}  [{}]",
         e.kind,
         yes(e.present),
         e.endpoint
