@@ -42,7 +42,7 @@ cd "$FUZZ"
 TARGETS="${FUZZ_TARGETS:-$(cargo fuzz list)}"
 
 build() {
-    nice -n 10 cargo fuzz build -s none "$@" 2>&1
+    nice -n 10 cargo fuzz build -s none 2>&1
 }
 echo "building fuzz targets..." >&2
 mkdir -p "$LOGS"

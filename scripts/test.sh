@@ -2,7 +2,8 @@
 # scripts/test.sh -- the project's single test command (developers and CI).
 #   Starts the loopback test environment (testenv/up.sh: installs missing packages, registries,
 #   dockerd, fixtures), exports IMGCACHE_TESTENV and everything in BASE/env.sh, then runs
-#     cargo fmt --all -- --check ; cargo clippy --all-targets -- -D warnings ; cargo test --workspace
+#     cargo fmt --all -- --check ; cargo clippy --all-targets -- -D warnings ; cargo test --workspace ;
+#     scripts/soak.sh 10 (a short crash soak)
 #   (all three run; the exit status is the first failing step's, 0 if all pass), and always runs
 #   testenv/down.sh on exit. Needs no terminal and no stdin.
 #   Env: IMGCACHE_TESTENV (state dir, default /tmp/imgcache-testenv); KEEP_TESTENV=1 skips down.sh;
@@ -67,6 +68,9 @@ step() {
 step fmt cargo fmt --all -- --check
 step clippy cargo clippy --all-targets -- -D warnings
 step test cargo test --workspace "$@"
+# A short crash soak: 10 SIGKILLs at random moments on the small images (the long one:
+# scripts/soak.sh 50 kicbase). Uses the debug binary the tests just built.
+step soak env IMGCACHE="${CARGO_TARGET_DIR:-$ROOT/target}/debug/imgcache" bash "$HERE/soak.sh" 10
 
 if [ "$rc" = 0 ]; then log "all steps passed"; else log "failed steps: ${failed[*]}"; fi
 exit "$rc"

@@ -253,7 +253,11 @@ async fn main() -> ExitCode {
             if cli.json {
                 output::error_json(&e);
             }
-            eprintln!("imgcache: {e:#}");
+            // The library's errors already say their cause; anyhow's `{:#}` would repeat it.
+            match e.downcast_ref::<Error>() {
+                Some(err) => eprintln!("imgcache: {err}"),
+                None => eprintln!("imgcache: {e:#}"),
+            }
             ExitCode::from(code)
         }
     }
@@ -312,11 +316,17 @@ fn save_to_file(
             path: tmp.clone(),
             source: e,
         })?;
-        let img = cache.save(
-            reference,
-            format,
-            std::io::BufWriter::with_capacity(1 << 20, file),
-        )?;
+        let writer = std::io::BufWriter::with_capacity(1 << 20, file);
+        let img = cache.save(reference, format, writer).map_err(|e| match e {
+            // Name the file being written, not the archive writer's placeholder.
+            Error::Io { path: p, source } if p == Path::new(imgcache::archive::write::OUTPUT) => {
+                Error::Io {
+                    path: path.into(),
+                    source,
+                }
+            }
+            other => other,
+        })?;
         std::fs::rename(&tmp, path).map_err(|e| Error::Io {
             path: path.into(),
             source: e,

@@ -198,7 +198,12 @@ impl Index {
     /// Records an image (idempotent).
     pub fn put_image(&mut self, img: &ImageRecord) -> Result<(), Error> {
         let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(|e| index_error(&path, e))?;
+        // IMMEDIATE: a read that later writes cannot be upgraded while another process writes
+        // (SQLite then fails at once with "database is locked" instead of waiting).
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| index_error(&path, e))?;
         let r = (|| {
             tx.execute(
                 "INSERT INTO manifests (digest, media_type, image_id, config_size, platform, manifest_size, last_used)
@@ -362,7 +367,12 @@ impl Index {
     /// Drops images no reference points at; returns their manifest digests.
     pub fn remove_unreferenced_images(&mut self) -> Result<Vec<BlobDigest>, Error> {
         let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(|e| index_error(&path, e))?;
+        // IMMEDIATE: a read that later writes cannot be upgraded while another process writes
+        // (SQLite then fails at once with "database is locked" instead of waiting).
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| index_error(&path, e))?;
         let r = (|| {
             let gone: Vec<String> = {
                 let mut stmt = tx.prepare("SELECT digest FROM manifests WHERE digest NOT IN (SELECT manifest_digest FROM refs)")?;

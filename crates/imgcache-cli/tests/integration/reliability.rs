@@ -893,10 +893,6 @@ fn save_into_a_full_disk_exits_3_leaves_no_file_and_succeeds_once_there_is_room(
 }
 
 #[test]
-#[ignore = "bug: save -o FILE into a full disk never names FILE nor says the disk is full: a failed write inside a \
-            blob copy is blamed on the cache's blob (`ROOT/blobs/sha256/HEX: No space left on device`, as if the cache's disk \
-            were full: Writer::blob maps tar append errors to the source path), elsewhere on `<archive output>` \
-            (write_archive uses Error::io(\"<archive output>\", e), not store::io_error with the output path)"]
 fn save_into_a_full_disk_says_the_disk_is_full_and_names_the_output_file() {
     let (_sb, _img, out, r, _tmpfs) = save_into_a_full_disk();
     assert_disk_full(&r, out.parent().unwrap(), "save -o into 1 MiB");
@@ -905,9 +901,6 @@ fn save_into_a_full_disk_says_the_disk_is_full_and_names_the_output_file() {
 }
 
 #[test]
-#[ignore = "bug: an I/O error is printed with its cause twice on stderr: `imgcache: PATH: the disk is full (No space left \
-            on device (os error 28)): free some space ...: the disk is full (No space left on device (os error 28)): free \
-            some space ...` (main prints `{e:#}`, and Error::Io's Display already includes its source)"]
 fn a_disk_full_error_is_printed_once_on_stderr() {
     let sb = Sandbox::new();
     let mnt = sb.path("mnt");
@@ -1183,12 +1176,7 @@ fn six_processes_pulling_importing_pruning_removing_and_loading_keep_the_cache_c
 }
 
 #[test]
-#[ignore = "bug (intermittent): in the six-process mix a prune failed with exit 3, `cache index ROOT/index.db: database \
-            is locked`, although the index waits up to 60 s for a busy database: 1 of 54 prunes in one 15 s run, none in \
-            10 other runs. A likely cause: Index::remove_unreferenced_images runs BEGIN DEFERRED, a SELECT, then DELETEs; \
-            when another process (an rm, which takes no cache-wide lock) commits in between, SQLite answers \
-            SQLITE_BUSY_SNAPSHOT, which its busy timeout does not retry (BEGIN IMMEDIATE would). This test runs the mix for \
-            60 s and fails on any `database is locked`"]
+#[ignore = "slow (60 s): run with --ignored; it once caught an intermittent `database is locked`, since fixed by IMMEDIATE index transactions"]
 fn no_process_of_the_mix_fails_with_database_is_locked() {
     six_processes_at_once(Duration::from_secs(60), false);
 }

@@ -96,29 +96,30 @@ impl<W: Write> Writer<'_, W> {
         // Written by hand rather than with `append_data`, whose 8 KiB copy buffer makes a
         // 600 MB save cost 75,000 reads: the header, then 1 MiB chunks, then the padding.
         let mut hashing = HashingReader::new(file);
-        let io = |e: io::Error| Error::io(&path, e);
-        h.set_path(name).map_err(io)?;
+        let read_err = |e: io::Error| crate::store::io_error(&path, e);
+        h.set_path(name).map_err(output_err)?;
         h.set_cksum();
         let out = self.tar.get_mut();
-        out.write_all(h.as_bytes()).map_err(io)?;
+        out.write_all(h.as_bytes()).map_err(output_err)?;
         let mut buf = vec![0u8; 1 << 20];
         let mut copied = 0u64;
         loop {
-            let n = hashing.read(&mut buf).map_err(io)?;
+            let n = hashing.read(&mut buf).map_err(read_err)?;
             if n == 0 {
                 break;
             }
-            out.write_all(&buf[..n]).map_err(io)?;
+            out.write_all(&buf[..n]).map_err(output_err)?;
             copied += n as u64;
         }
         if copied != size {
-            return Err(io(io::Error::new(
+            return Err(read_err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "the blob changed size while being saved",
             )));
         }
         let pad = (512 - size % 512) % 512;
-        out.write_all(&[0u8; 512][..pad as usize]).map_err(io)?;
+        out.write_all(&[0u8; 512][..pad as usize])
+            .map_err(output_err)?;
         let (found, _) = hashing.finish();
         if found != *digest {
             return Err(Error::DigestMismatch {
@@ -132,6 +133,14 @@ impl<W: Write> Writer<'_, W> {
         }
         Ok(())
     }
+}
+
+/// Where write errors say they happened; the caller knows the real name (a file, stdout, an
+/// engine's input) and may replace it.
+pub const OUTPUT: &str = "<archive output>";
+
+fn output_err(e: io::Error) -> Error {
+    crate::store::io_error(OUTPUT, e)
 }
 
 fn blob_name(d: &Digest) -> String {
@@ -155,7 +164,7 @@ pub fn write_archive(
         store,
         written: Default::default(),
     };
-    let io_err = |e: io::Error| Error::io("<archive output>", e);
+    let io_err = output_err;
     match format {
         SaveFormat::Combined | SaveFormat::Oci => {
             w.bytes("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)
