@@ -70,7 +70,8 @@ step clippy cargo clippy --all-targets -- -D warnings
 step test cargo test --workspace "$@"
 # A short crash soak: 10 SIGKILLs at random moments on the small images (the long one:
 # scripts/soak.sh 50 kicbase). Uses the debug binary the tests just built.
-step soak env IMGCACHE="${CARGO_TARGET_DIR:-$ROOT/target}/debug/imgcache" bash "$HERE/soak.sh" 10
+rm -rf "$BASE/soak"
+step soak env SOAK_DIR="$BASE/soak" IMGCACHE="${CARGO_TARGET_DIR:-$ROOT/target}/debug/imgcache" bash "$HERE/soak.sh" 10
 
 if [ "$rc" = 0 ]; then log "all steps passed"; else log "failed steps: ${failed[*]}"; fi
 exit "$rc"
