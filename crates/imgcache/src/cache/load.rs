@@ -1,0 +1,206 @@
+//! The engine side of the cache: `status` (is the image cached, valid, in the engine?) and
+//! `load`, which decides in `load_cached` whether the engine gets nothing, a tag, or the image.
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use super::{Cache, PullOptions, blocking};
+use crate::archive::write::SaveFormat;
+use crate::digest::ImageId;
+use crate::engine::Engine;
+use crate::error::{Error, Problem};
+use crate::reference::Reference;
+use crate::verify::Level;
+
+/// What `status` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    pub reference: String,
+    pub cached: bool,
+    /// The cached image passes the fast checks.
+    pub valid: bool,
+    pub image_id: Option<ImageId>,
+    pub failures: Vec<Problem>,
+    pub engine: EngineStatus,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EngineStatus {
+    pub kind: String,
+    pub endpoint: String,
+    /// The engine holds the cached image ID.
+    pub present: bool,
+    /// What the engine itself calls that image.
+    pub engine_id: Option<String>,
+    /// The engine's reference names that image.
+    pub tagged: bool,
+    /// The image the engine's reference names now, normalized.
+    pub tag_image_id: Option<ImageId>,
+}
+
+/// What `load` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LoadAction {
+    /// The engine had the image and the tag: nothing sent.
+    AlreadyPresent,
+    /// The engine had the image: only the tag was added.
+    Tagged,
+    /// The image was streamed to the engine.
+    Loaded,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadReport {
+    pub reference: String,
+    pub image_id: ImageId,
+    pub engine: String,
+    pub endpoint: String,
+    pub engine_id: String,
+    pub action: LoadAction,
+    /// The image was pulled first.
+    pub pulled: bool,
+}
+
+impl Cache {
+    /// Is `reference` cached, does it verify (fast), and does `engine` hold its image ID
+    /// (and the tag)? The engine's own ID is shown next to the image ID.
+    pub fn status(&self, reference: &str, engine: &dyn Engine) -> Result<StatusReport, Error> {
+        let name = Reference::parse(reference)?.to_string();
+        let cached = match self.resolve(reference) {
+            Ok((_, img)) => Some(img),
+            Err(Error::NotCached { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        let failures = match &cached {
+            Some(_) => self.verify(reference, Level::Fast)?.failures,
+            None => Vec::new(),
+        };
+        engine.ping()?;
+        let image_id = cached.as_ref().map(|i| i.image_id);
+        let in_engine = match image_id {
+            Some(id) => engine.image(&id)?,
+            None => None,
+        };
+        let tag_image_id = engine.image_for_ref(&name)?.map(|i| i.image_id);
+        Ok(StatusReport {
+            reference: name,
+            cached: cached.is_some(),
+            valid: cached.is_some() && failures.is_empty(),
+            image_id,
+            failures,
+            engine: EngineStatus {
+                kind: engine.kind().to_string(),
+                endpoint: engine.endpoint(),
+                present: in_engine.is_some(),
+                engine_id: in_engine.map(|i| i.engine_id),
+                tagged: image_id.is_some() && tag_image_id == image_id,
+                tag_image_id,
+            },
+        })
+    }
+
+    /// Hands `reference` to `engine` only when the engine lacks its image ID: pulls it first
+    /// when it is not cached (unless `opts.offline`), verifies it (fast), re-tags when only the
+    /// tag is missing, otherwise streams a tarball to the engine and confirms the engine then
+    /// reports the same image ID under the tag. A failed load changes nothing in the cache.
+    pub async fn load(
+        &self,
+        reference: &str,
+        engine: &dyn Engine,
+        opts: &PullOptions,
+    ) -> Result<LoadReport, Error> {
+        let parsed = Reference::parse(reference)?;
+        let name = parsed.to_string();
+        // An engine that cannot take the image makes pulling it pointless.
+        blocking(|| engine.ping())?;
+        let pulled = match self.resolve(&name) {
+            Ok(_) => false,
+            Err(Error::NotCached { .. }) if !opts.offline => {
+                self.pull(&name, opts).await?;
+                true
+            }
+            Err(e) => return Err(e),
+        };
+        blocking(|| self.load_cached(&name, parsed.tag.is_some(), engine, pulled))
+    }
+
+    fn load_cached(
+        &self,
+        name: &str,
+        tagged_ref: bool,
+        engine: &dyn Engine,
+        pulled: bool,
+    ) -> Result<LoadReport, Error> {
+        let (_, img) = self.resolve(name)?;
+        let report = self.verify(name, Level::Fast)?;
+        if let Some(f) = report.failures.first() {
+            let mut p = f.clone();
+            p.message = format!(
+                "{name}: {} (run `imgcache fsck --repair`, then pull again)",
+                p.message
+            );
+            return Err(Error::archive(self.root(), p));
+        }
+        engine.ping()?;
+        let id = img.image_id;
+        let has_tag = |engine: &dyn Engine| -> Result<bool, Error> {
+            Ok(!tagged_ref
+                || engine
+                    .image_for_ref(name)?
+                    .is_some_and(|i| i.image_id == id))
+        };
+        let present = engine.image(&id)?;
+        let action = if let Some(found) = present {
+            if has_tag(engine)? {
+                // Nothing changed: no need to ask the engine again.
+                return Ok(LoadReport {
+                    reference: name.to_owned(),
+                    image_id: id,
+                    engine: engine.kind().to_string(),
+                    endpoint: engine.endpoint(),
+                    engine_id: found.engine_id,
+                    action: LoadAction::AlreadyPresent,
+                    pulled,
+                });
+            } else {
+                engine.tag(&id, name)?;
+                LoadAction::Tagged
+            }
+        } else {
+            engine.load_with(&mut |w: &mut dyn Write| {
+                self.save(name, SaveFormat::Combined, w).map(drop)
+            })?;
+            LoadAction::Loaded
+        };
+        let found = engine.image(&id)?;
+        let Some(found) = found else {
+            let tag_points = engine.image_for_ref(name)?.map(|i| i.image_id.to_string());
+            return Err(Error::Engine {
+                engine: engine.kind().to_string(),
+                message: format!(
+                    "after loading {name}, the engine does not report image {id}{}",
+                    tag_points
+                        .map(|t| format!(" (its {name} is {t})"))
+                        .unwrap_or_default()
+                ),
+            });
+        };
+        if !has_tag(engine)? {
+            return Err(Error::Engine {
+                engine: engine.kind().to_string(),
+                message: format!("after loading, {name} does not name image {id} in the engine"),
+            });
+        }
+        Ok(LoadReport {
+            reference: name.to_owned(),
+            image_id: id,
+            engine: engine.kind().to_string(),
+            endpoint: engine.endpoint(),
+            engine_id: found.engine_id,
+            action,
+            pulled,
+        })
+    }
+}

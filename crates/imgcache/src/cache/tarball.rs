@@ -1,0 +1,259 @@
+//! The archive side of the cache: `import` of any tarball dialect `verify` reads, and `save`
+//! of a cached image as a loadable tarball.
+
+use std::io::Write;
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::Cache;
+use crate::archive::write::{SaveFormat, SaveImage, write_archive};
+use crate::archive::{Archive, ArchiveImage, MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES};
+use crate::compression::Compression;
+use crate::digest::{BlobDigest, Digest, ImageId};
+use crate::error::{Check, Error, Problem};
+use crate::index::{ImageRecord, LayerRecord, RefRecord, now};
+use crate::lock::LockMode;
+use crate::platform::PlatformSpec;
+use crate::reference::Reference;
+use crate::store::IngestStart;
+use crate::verify::{ImageReport, Level};
+
+/// One image `import` stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportReport {
+    pub image_id: ImageId,
+    pub manifest_digest: BlobDigest,
+    pub references: Vec<String>,
+    pub platform: String,
+    /// Layer bytes newly stored (layers already in the cache are not copied again).
+    pub bytes_stored: u64,
+}
+
+impl Cache {
+    /// Writes a cached image as a loadable tarball to `out` (see [`SaveFormat`]). The image
+    /// is fast-verified first; a missing or damaged blob stops the save before anything is
+    /// written.
+    pub fn save(
+        &self,
+        reference: &str,
+        format: SaveFormat,
+        out: impl Write,
+    ) -> Result<ImageRecord, Error> {
+        let _gc = self.store.gc_lock(LockMode::Shared)?;
+        let (rec, img) = self.resolve(reference)?;
+        let report = self.verify(reference, Level::Fast)?;
+        if let Some(f) = report.failures.first() {
+            return Err(Error::archive(self.root(), f.clone()));
+        }
+        let name = match &rec {
+            Some(r) => Some(Reference::parse(&r.name)?),
+            None => None,
+        };
+        self.index().touch(&img.manifest_digest)?;
+        let image = SaveImage {
+            record: &img,
+            reference: name.as_ref(),
+        };
+        write_archive(&self.store, &[image], format, out)?;
+        Ok(img)
+    }
+
+    /// Imports the images of an archive (all, or those `select` picks) into the cache, their
+    /// image IDs unchanged (config bytes kept) and layers stored as given. Each image is
+    /// verified deep first; nothing of an image that fails is recorded. `tag` names the
+    /// imported image (only with one image); otherwise the archive's own tags are used, and an
+    /// untagged image is recorded under its image ID.
+    pub fn import(
+        &self,
+        path: &Path,
+        tag: Option<&str>,
+        select: Option<&str>,
+    ) -> Result<Vec<ImportReport>, Error> {
+        let archive = Archive::open(path)?;
+        let images: Vec<&ArchiveImage> = match select {
+            Some(sel) => archive.select(sel)?,
+            None => archive.images.iter().collect(),
+        };
+        let tag = tag.map(Reference::parse).transpose()?;
+        if tag.is_some() && images.len() > 1 {
+            return Err(Error::Usage(format!(
+                "--tag names one image, but {} holds {}: pick one with --image",
+                path.display(),
+                images.len()
+            )));
+        }
+        let mut reports: Vec<ImageReport> = images
+            .iter()
+            .map(|i| crate::verify::image_report(i, None))
+            .collect();
+        let hashes = crate::verify::deep_check(&archive, &images, &mut reports);
+        if let Some((img, r)) = images
+            .iter()
+            .zip(&reports)
+            .find(|(_, r)| !r.failures.is_empty())
+        {
+            let id = img.id().map_or("?".into(), |d| d.to_string());
+            let mut p = r.failures[0].clone();
+            p.message = format!("image {id}: {}", p.message);
+            return Err(Error::archive(path, p));
+        }
+        let _gc = self.store.gc_lock(LockMode::Shared)?;
+        let mut out = Vec::new();
+        for img in &images {
+            out.push(self.import_image(&archive, img, &hashes, tag.as_ref())?);
+        }
+        self.save_refs()?;
+        Ok(out)
+    }
+
+    fn import_image(
+        &self,
+        archive: &Archive,
+        img: &ArchiveImage,
+        hashes: &crate::verify::LayerHashes,
+        tag: Option<&Reference>,
+    ) -> Result<ImportReport, Error> {
+        let path = archive.path();
+        let image_id = img.image_id.ok_or_else(|| Error::NotCached {
+            reference: img.config_entry.clone(),
+        })?;
+        let config = archive.read_entry(&img.config_entry, MAX_CONFIG_BYTES)?;
+        let mut stored_bytes = 0u64;
+        if self.store.put_bytes(&config)? != image_id.0 {
+            return Err(Error::DigestMismatch {
+                what: format!("{}: config", path.display()),
+                expected: image_id.to_string(),
+                found: Digest::of_bytes(&config).to_string(),
+            });
+        }
+        let mut layers = Vec::new();
+        for (i, layer) in img.layers.iter().enumerate() {
+            let digests = match hashes.get(layer) {
+                Some(Ok(d)) => d,
+                _ => {
+                    return Err(Error::archive(
+                        path,
+                        Problem::new(Check::LayerData, format!("layer {i} was not verified"))
+                            .layer(i),
+                    ));
+                }
+            };
+            let (offset, size) = Archive::layer_range(layer).unwrap_or_default();
+            if let IngestStart::Write(mut ingest) =
+                self.store.ingest(&digests.stored, Some(size))?
+            {
+                ingest.reset()?;
+                archive.with_range(offset, size, |r| {
+                    let mut buf = vec![0u8; 1024 * 1024];
+                    loop {
+                        let n = r.read(&mut buf)?;
+                        if n == 0 {
+                            return Ok(());
+                        }
+                        ingest.write(&buf[..n]).map_err(std::io::Error::other)?;
+                    }
+                })?;
+                ingest.commit()?;
+                stored_bytes += size;
+            }
+            let media_type = layer.media_type.clone().unwrap_or_else(|| {
+                match layer.compression {
+                    Some(Compression::Gzip) => "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                    Some(Compression::Zstd) => "application/vnd.oci.image.layer.v1.tar+zstd",
+                    _ => "application/vnd.docker.image.rootfs.diff.tar",
+                }
+                .to_owned()
+            });
+            layers.push(LayerRecord {
+                digest: BlobDigest(digests.stored),
+                size,
+                media_type,
+                diff_id: layer.diff_id,
+            });
+        }
+        // The archive's own manifest when it has one (OCI dialects), else one made for it.
+        let (manifest_bytes, media_type) = match img.manifest_digest {
+            Some(d) => {
+                let bytes = archive
+                    .read_entry(&format!("blobs/sha256/{}", d.0.hex()), MAX_MANIFEST_BYTES)?;
+                let mt = serde_json::from_slice::<serde_json::Value>(&bytes)
+                    .ok()
+                    .and_then(|v| v["mediaType"].as_str().map(str::to_owned))
+                    .unwrap_or_else(|| crate::registry::MEDIA_TYPE_OCI_MANIFEST.to_owned());
+                (bytes, mt)
+            }
+            None => (
+                synthesize_manifest(image_id, config.len() as u64, &layers),
+                DOCKER_MANIFEST.to_owned(),
+            ),
+        };
+        let manifest_digest = BlobDigest(self.store.put_bytes(&manifest_bytes)?);
+        let platform = img.platform.as_ref().map_or_else(
+            || "unknown/unknown".to_owned(),
+            |p| PlatformSpec::new(&p.os, &p.architecture, p.variant.as_deref()).to_string(),
+        );
+        let record = ImageRecord {
+            manifest_digest,
+            media_type,
+            image_id,
+            config_size: config.len() as u64,
+            platform: platform.clone(),
+            manifest_size: manifest_bytes.len() as u64,
+            layers,
+            last_used: now(),
+        };
+        let mut names: Vec<String> = match tag {
+            Some(t) => vec![t.to_string()],
+            None => img
+                .tags
+                .iter()
+                .filter_map(|t| Reference::parse(t).ok())
+                .map(|r| r.to_string())
+                .collect(),
+        };
+        if names.is_empty() {
+            names.push(image_id.to_string());
+        }
+        let mut index = self.index();
+        index.put_image(&record)?;
+        for n in &names {
+            index.put_ref(&RefRecord {
+                name: n.clone(),
+                platform: platform.clone(),
+                index_digest: None,
+                manifest_digest,
+                updated_at: now(),
+            })?;
+        }
+        Ok(ImportReport {
+            image_id,
+            manifest_digest,
+            references: names,
+            platform,
+            bytes_stored: stored_bytes,
+        })
+    }
+}
+
+const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+
+/// A Docker v2 manifest for an image imported from an archive that keeps none (docker-archive
+/// dialects): new JSON describing the stored blobs, not a re-serialization of anything.
+fn synthesize_manifest(image_id: ImageId, config_size: u64, layers: &[LayerRecord]) -> Vec<u8> {
+    let doc = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": DOCKER_MANIFEST,
+        "config": {
+            "mediaType": "application/vnd.docker.container.image.v1+json",
+            "size": config_size,
+            "digest": image_id,
+        },
+        "layers": layers.iter().map(|l| serde_json::json!({
+            "mediaType": l.media_type,
+            "size": l.size,
+            "digest": l.digest,
+        })).collect::<Vec<_>>(),
+    });
+    serde_json::to_vec(&doc).unwrap_or_default()
+}
