@@ -22,10 +22,13 @@
 #      outputs deleted (and sync) before each run, all files in BENCH_DIR/engine/out
 # Checks: after each load docker image inspect -f {{.Id}} REF is the image ID (and imgcache's
 # --json answer names it, with the expected action); the saved file passes
-# imgcache verify --deep --no-memo --expect ID and is identical across runs.
+# imgcache verify --deep --no-memo --expect ID (not "remembered", every byte read) and is
+# identical across runs. A timed load into the empty engine must answer action "loaded" (not
+# "already-present"), or the row gets no figure ("NOT MEASURED") and the exit status is 4.
 # Results: a markdown table on stdout, BENCH_DIR/engine-results.md and .tsv, raw data in
 # BENCH_DIR/engine/raw/. Targets are shown next to the numbers; the exit status does not depend
-# on them (0 = ran, 1 = imgcache gave a wrong answer, 3 = setup failed).
+# on them (0 = ran, 1 = imgcache gave a wrong answer, 3 = setup failed, 4 = a timed imgcache run
+# did not do the work of its row).
 #
 # One-time setup (kept in BENCH_DIR): the OCI layout BENCH_DIR/images/oci of bench/run.sh (built
 # the same way if missing), the registry data, BENCH_DIR/engine/kicbase-docker-archive.tar
@@ -40,28 +43,15 @@
 #   KEEP=0                            1: keep BENCH_DIR/dockerd-overlay2 (the daemon is still stopped)
 set -uo pipefail
 
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/.." && pwd)"
-BENCH_DIR="${BENCH_DIR:-/tmp/imgcache-bench}"
-IMGCACHE="${IMGCACHE:-target/release/imgcache}"
-PORT="${PORT:-5101}"
-RUNS="${RUNS:-5}"
-FAST_RUNS="${FAST_RUNS:-50}"
-KEEP="${KEEP:-0}"
-export KICBASE_SYS_MB="${KICBASE_SYS_MB:-200 120 210 150}"
-export KICBASE_RND_MB="${KICBASE_RND_MB:-100 110 90 70}"
-TESTENV="$ROOT/scripts/testenv"
+BENCH_TAG=engine-bench
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+: "${IMGCACHE:=target/release/imgcache}" "${PORT:=5101}" "${KEEP:=0}"
 REG="127.0.0.1:$PORT"
 REF="$REG/kicbase:v1"
-TAG=kicbase-v1
 DOCKER=/usr/bin/docker
 
-log() { printf '[engine-bench] %s\n' "$*" >&2; }
-die() { printf '[engine-bench] ERROR: %s\n' "$*" >&2; exit 3; }
-
-mkdir -p "$BENCH_DIR" || die "cannot create $BENCH_DIR"
-BENCH_DIR="$(cd "$BENCH_DIR" && pwd)"
-LAYOUT="$BENCH_DIR/images/oci"
+bench_dir
 ED="$BENCH_DIR/engine"
 RAW="$ED/raw"
 OUT="$ED/out"
@@ -71,37 +61,23 @@ ARCHIVE="$ED/kicbase-docker-archive.tar"
 DD="$BENCH_DIR/dockerd-overlay2"
 mkdir -p "$ED" || die "cannot create $ED"
 
-# shellcheck source-path=SCRIPTDIR source=../scripts/testenv/lib.sh
-. "$TESTENV/lib.sh"
-need_cmds skopeo:skopeo jq:jq hyperfine:hyperfine curl:curl docker-registry:docker-registry \
-  dockerd:docker.io containerd:containerd runc:runc strace:strace sha256sum:coreutils || die "could not install the tools"
-[ -x /usr/bin/time ] || apt_install time || die "could not install GNU time"
+need_tools skopeo:skopeo jq:jq hyperfine:hyperfine curl:curl docker-registry:docker-registry \
+  dockerd:docker.io containerd:containerd runc:runc strace:strace sha256sum:coreutils
 [ -x "$DOCKER" ] || apt_install docker.io || die "no $DOCKER (Debian docker.io)"
-SK=(skopeo --insecure-policy)
 
 # ---- imgcache binary ----------------------------------------------------------------------------
-case "$IMGCACHE" in /*) ;; *) IMGCACHE="$ROOT/$IMGCACHE" ;; esac
+imgcache_abs
 [ -x "$IMGCACHE" ] || die "no imgcache binary at $IMGCACHE (cargo build --release -p imgcache-cli, or set IMGCACHE)"
 "$IMGCACHE" load --help >/dev/null 2>&1 || die "$IMGCACHE has no 'load' command (stale build?)"
 "$IMGCACHE" save --help >/dev/null 2>&1 || die "$IMGCACHE has no 'save' command (stale build?)"
 
 # ---- one-time: the kicbase layout of bench/run.sh -----------------------------------------------
 T0=$(date +%s)
-if ! jq -e --arg t "$TAG" 'any(.manifests[]; .annotations["org.opencontainers.image.ref.name"] == $t)' "$LAYOUT/index.json" >/dev/null 2>&1 ||
-  ! compgen -G "$LAYOUT/.complete-*" >/dev/null; then
-  log "no complete $LAYOUT: building it like bench/run.sh does"
-  KICBASE=1 KICBASE_SOURCE=synthetic NO_PUSH=1 "$TESTENV/make-test-images.sh" "$REG" "$BENCH_DIR/images" ||
-    die "make-test-images.sh failed"
-fi
-V1_OCI_DIGEST="$(jq -r --arg t "$TAG" '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"] == $t) | .digest' "$LAYOUT/index.json")"
-[[ "$V1_OCI_DIGEST" == sha256:* ]] || die "no $TAG in $LAYOUT/index.json"
-V1_MAN="$LAYOUT/blobs/sha256/${V1_OCI_DIGEST#sha256:}"
-IMAGE_ID="$(jq -r .config.digest "$V1_MAN")"
-V1_LAYERS="$(jq '.layers | length' "$V1_MAN")"
-V1_BYTES="$(jq '[.config.size] + [.layers[].size] | add' "$V1_MAN")"
+ensure_layout "$REG"
+IMAGE_ID="$V1_CONFIG_DIGEST"
 
 # ---- cleanup: dockerd (cleanly, then leftover mounts), its containerd, the registry -------------
-REG_STARTED=0; DD_STARTED=0
+DD_STARTED=0
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
   if [ "$DD_STARTED" = 1 ]; then
@@ -119,19 +95,15 @@ cleanup() {
     fi
   fi
   rm -rf "$OUT"
-  if [ "$REG_STARTED" = 1 ]; then "$TESTENV/stop-pidfile.sh" "$REGDATA/_ctl/registry.pid" 20 "$REGDATA/_ctl/config.yml" || true; fi
+  stop_registry
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---- registry with kicbase:v1 -------------------------------------------------------------------
-REG_PID="$("$TESTENV/start-registry.sh" "$PORT" "$REGDATA" plain)" || die "could not start the registry on $REG"
-REG_STARTED=1
-log "registry $REG (pid $REG_PID)"
-log "skopeo copy oci:$LAYOUT:$TAG -> docker://$REF"
-"${SK[@]}" copy -q --retry-times 2 --dest-tls-verify=false --format v2s2 "oci:$LAYOUT:$TAG" "docker://$REF" >&2 ||
-  die "push $REF failed"
-V1_DIGEST="$("${SK[@]}" inspect --raw --tls-verify=false "docker://$REF" | sha256sum | sed 's/^/sha256:/; s/ .*//')"
+start_registry "$PORT" "$REGDATA"
+push "oci:$LAYOUT:$TAG" kicbase:v1 || die "push $REF failed"
+V1_DIGEST="$(reg_digest kicbase:v1)"
 [[ "$V1_DIGEST" == sha256:* ]] || die "cannot read the digest of $REF"
 
 # ---- one-time: the skopeo docker-archive of the same image --------------------------------------
@@ -172,26 +144,6 @@ SETUP_S=$(($(date +%s) - T0))
 rm -rf "$RAW" "$OUT"; mv "$RAW.setup" "$RAW"; mkdir -p "$OUT"
 TB=$(date +%s)
 LOAD0="$(cut -d' ' -f1-3 /proc/loadavg)"
-declare -A NA
-BAD=0
-now() { echo "$EPOCHREALTIME"; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.6f", b - a }'; }
-median() { printf '%s\n' "$@" | awk 'NF' | sort -g | awk '{a[NR] = $1} END {if (NR) print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2)}'; }
-range() { printf '%s\n' "$@" | awk 'NF' | sort -g | awk 'NR == 1 {a = $1} {b = $1} END {if (NR) printf "%.2f-%.2f s", a, b}'; }
-fmt_t() { [ -n "$1" ] || { echo n/a; return; }; awk -v s="$1" 'BEGIN { if (s < 1) printf "%.1f ms", s * 1000; else printf "%.2f s", s }'; }
-fmt_b() { [ -n "$1" ] || { echo n/a; return; }; awk -v b="$1" 'BEGIN { if (b < 10240) printf "%d B", b; else if (b < 1e9) printf "%.1f MB", b / 1e6; else printf "%.2f GB", b / 1e9 }'; }
-div() { [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.6g", a / b }'; }
-f1() { [ -n "$1" ] && printf '%.1f' "$1" || echo n/a; }
-ratio() { [ -n "$1" ] && printf '%.2fx' "$1" || echo n/a; }
-yesno() { [ -n "$1" ] || { echo n/a; return; }; awk -v v="$1" -v l="$3" -v op="$2" 'BEGIN { ok = (op == "<=") ? v <= l : (op == ">=") ? v >= l : v < l; print ok ? "yes" : "no" }'; }
-hf() { # hf NAME RUNS WARMUP CMD : hyperfine median (s), no shell
-  log "hyperfine ($2 runs): $4"
-  if hyperfine -N --style basic --runs "$2" --warmup "$3" --export-json "$RAW/hf-$1.json" "$4" >"$RAW/hf-$1.txt" 2>&1; then
-    jq -r '.results[0].median' "$RAW/hf-$1.json"
-  else
-    log "hyperfine $1 failed:"; tail -3 "$RAW/hf-$1.txt" >&2
-  fi
-}
 engine_id() { dk image inspect -f '{{.Id}}' "$REF" 2>/dev/null; }
 # check_engine ROW WHO : the engine's REF is the image ID
 check_engine() {
@@ -202,11 +154,16 @@ check_engine() {
   [ "$2" = imgcache ] && BAD=1
   return 1
 }
-# check_load ROW JSONFILE ACTION : imgcache load --json answered the image ID and the action
+# check_load ROW JSONFILE ACTION : imgcache load --json answered the image ID and the action. A
+# load into the empty engine (ACTION loaded) that answers "already-present" did not do the work
+# of its row: NOT MEASURED; any other answer is wrong.
 check_load() {
   jq -e --arg id "$IMAGE_ID" --arg a "$3" '.image_id == $id and .action == $a' "$2" >/dev/null 2>&1 && return 0
   log "ERROR: imgcache load ($1) did not answer image $IMAGE_ID, action $3:"; head -c 600 "$2" >&2; tail -5 "${2%.json}.err" >&2 2>/dev/null
-  NA[$1]="imgcache load answered $(jq -rc '[.action, .image_id] | join(" ")' "$2" 2>/dev/null || echo '?')"; BAD=1
+  local got; got="$(jq -rc '[.action, .image_id] | join(" ")' "$2" 2>/dev/null || echo '?')"
+  if [ "$3" = loaded ] && jq -e '.action == "already-present"' "$2" >/dev/null 2>&1; then
+    not_measured "$1" "a load into the empty engine answered $got"
+  else NA[$1]="imgcache load answered $got"; BAD=1; fi
   return 1
 }
 overlay_dirs() { find "$DD/data/overlay2" -mindepth 1 -maxdepth 1 ! -name l 2>/dev/null | wc -l; }
@@ -224,7 +181,6 @@ empty_engine() {
   log "ERROR: the engine is not empty after rmi + prune: $n images, $sz, $l overlay2 layer directories"
   return 1
 }
-warm() { log "warming the page cache: $# files, $(fmt_b "$(du -cb "$@" | tail -1 | cut -f1)")"; cat "$@" >/dev/null; }
 CLK="$(getconf CLK_TCK)"
 # CPU seconds used so far by dockerd and its waited-for children (unpigz, ...)
 dockerd_cpu() { awk -v c="$CLK" '{ printf "%.2f", ($14 + $15 + $16 + $17) / c }' "/proc/$DD_PID/stat" 2>/dev/null; }
@@ -261,6 +217,7 @@ for i in $(seq 1 "$RUNS"); do
     fi
   done
 done
+unmeasured absent && { t_ic=(); cpu_d_ic=(); cpu_ic=(); }
 t_abs_ic="$(median "${t_ic[@]}")"; t_abs_dk="$(median "${t_dk[@]}")"
 r2="$(div "$t_abs_ic" "$t_abs_dk")"
 layers_loaded="$(overlay_dirs)"
@@ -342,12 +299,11 @@ fi
 t_save="$(median "${t_sv[@]}")"; t_skopeo="$(median "${t_sk[@]}")"; t_cpm="$(median "${t_cp[@]}")"
 r3a="$(div "$t_save" "$t_skopeo")"; r3b="$(div "$t_save" "$t_cpm")"
 verify_note=""
-if jq -e '.ok == true and .level == "deep" and .files[0].ok == true' "$RAW/save-verify.json" >/dev/null 2>&1; then verify_note="verify --deep --no-memo ok"
+if [ -n "$SAVED_BYTES" ] && did_work deep "$CPSRC" "$IMAGE_ID" "$RAW/save-verify.json"; then verify_note="verify --deep --no-memo ok"
 elif [ -e "$RAW/save-verify.json" ]; then NA[save]="${NA[save]:-verify --deep of the saved file: not ok}"; BAD=1; fi
 BENCH_S=$(($(date +%s) - TB))
 
 # ---- report -------------------------------------------------------------------------------------
-ROWS=()
 ROWS+=("$(printf '1a\timgcache load, engine already has the image (hyperfine, %s runs; per run: %s docker commands, %s connections to the socket)\t%s\t\t\t<= 50 ms\t%s\t%s' \
   "$FAST_RUNS" "${execs:-?}" "${conns:-?}" "$(fmt_t "$t_pres")" "$(yesno "$t_pres" '<=' 0.050)" "${NA[present]:-}")")
 ROWS+=("$(printf '1b\tsame vs docker load -i of the docker-archive (%s), engine already has the image (hyperfine, %s runs, median)\t%s\t%s\t%s\t>= 20x faster\t%s\t%s' \
@@ -365,8 +321,7 @@ ROWS+=("$(printf '3b\tsame vs cp of a file of the same size (%s), page cache war
 
 TSV="$BENCH_DIR/engine-results.tsv"; MD="$BENCH_DIR/engine-results.md"
 {
-  printf 'id\tmeasurement\timgcache\tpeer\tratio\ttarget\twithin_target\tnote\n'
-  printf '%s\n' "${ROWS[@]}"
+  tsv_rows
   printf '# raw\tt_present_s=%s\tt_present_docker_s=%s\tt_absent_imgcache_s=%s\tt_absent_docker_s=%s\tt_save_s=%s\tt_skopeo_s=%s\tt_cp_s=%s\tsaved_bytes=%s\tarchive_bytes=%s\tdocker_execs=%s\tsocket_connects=%s\n' \
     "$t_pres" "$t_pres_dk" "$t_abs_ic" "$t_abs_dk" "$t_save" "$t_skopeo" "$t_cpm" "$SAVED_BYTES" "$ARCHIVE_BYTES" "$execs" "$conns"
   printf '# raw\tabsent_imgcache_s=%s\tabsent_docker_s=%s\tsave_s=%s\tskopeo_s=%s\tcp_s=%s\tdockerd_cpu_imgcache_s=%s\tdockerd_cpu_docker_s=%s\tclient_cpu_imgcache_s=%s\tclient_cpu_docker_s=%s\tsave_cpu_s=%s\n' \
@@ -375,20 +330,14 @@ TSV="$BENCH_DIR/engine-results.tsv"; MD="$BENCH_DIR/engine-results.md"
 {
   echo "## imgcache engine bench ($(date -u +%Y-%m-%dT%H:%M:%SZ))"
   echo
-  echo "- host: $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo) RAM, $(. /etc/os-release && echo "$PRETTY_NAME"), kernel $(uname -r), $(df -PT "$BENCH_DIR" | awk 'NR == 2 {print $2}') at $BENCH_DIR"
-  echo "- imgcache: $("$IMGCACHE" --version 2>/dev/null | head -1) ($IMGCACHE, built $(date -u -r "$IMGCACHE" +%Y-%m-%dT%H:%M:%SZ), sha256 $(sha256sum "$IMGCACHE" | cut -c1-12))"
+  host_line
+  echo "- imgcache: $(binary_desc)"
   echo "- engine: dockerd $DOCKERD_VER, storage driver overlay2, private ($DD); CLI $("$DOCKER" --version) for the peer and the checks (and first on imgcache's PATH); $(skopeo --version); hyperfine $(hyperfine --version | cut -d' ' -f2)"
   echo "- image: $REF $V1_DIGEST (image $IMAGE_ID, $V1_LAYERS layers, $(fmt_b "$V1_BYTES") gzip); docker-archive $(fmt_b "$ARCHIVE_BYTES") (skopeo, layers uncompressed)"
-  echo "- method: page cache warm for every input; row 2 empties the engine (docker rmi, docker image prune -f, checked) and runs sync before each run; row 3 deletes the outputs and runs sync before each run, nothing is fsynced. Bench time ${BENCH_S}s (setup ${SETUP_S}s); load average before / after: $LOAD0 / $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "- method: page cache warm for every input; row 2 empties the engine (docker rmi, docker image prune -f, checked) and runs sync before each run, and every imgcache load must answer action loaded; row 3 deletes the outputs and runs sync before each run, nothing is fsynced. Bench time ${BENCH_S}s (setup ${SETUP_S}s); load average before / after: $LOAD0 / $(cut -d' ' -f1-3 /proc/loadavg)"
   echo
-  echo "| # | measurement | imgcache | peer | ratio | target | within target |"
-  echo "|---|---|---|---|---|---|---|"
-  printf '%s\n' "${ROWS[@]}" | awk -F'\t' '{
-    for (i = 3; i <= 5; i++) if ($i == "") $i = "-"
-    for (i = 1; i <= 8; i++) gsub(/\|/, "\\|", $i)
-    printf "| %s | %s%s | %s | %s | %s | %s | %s |\n", $1, $2, ($8 != "" ? " (**" $8 "**)" : ""), $3, $4, $5, $6, $7 }'
+  md_table '**'
 } >"$MD"
 cat "$MD"
 log "results: $MD, $TSV (raw data in $RAW)"
-[ "$BAD" = 0 ] || { log "imgcache gave a wrong answer (see above): exit 1"; exit 1; }
-exit 0
+finish

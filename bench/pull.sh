@@ -19,7 +19,10 @@
 # Results: a markdown table on stdout, BENCH_DIR/pull-results.md and BENCH_DIR/pull-results.tsv,
 # raw data in BENCH_DIR/pull/raw/. Targets are reported next to the numbers; the exit status does
 # not depend on them (0 = ran, 1 = imgcache gave a wrong answer: wrong image ID / bytes / JSON,
-# 3 = setup failed).
+# 3 = setup failed, 4 = a timed imgcache run did not do the work of its row).
+# Every timed cold pull (rows 1 and 4, into an empty cache) is checked: from_cache false, nothing
+# reused, bytes_fetched = the image's bytes. One answered from a cache makes the row
+# "NOT MEASURED" (no figure) and the exit status 4. Rows 2 and 5 time cache hits on purpose.
 #
 # One-time setup (cached in BENCH_DIR, reused by later runs and by bench/run.sh):
 #   - the OCI layout BENCH_DIR/images/oci (tag kicbase-v1) of bench/run.sh, built the same way
@@ -38,46 +41,28 @@
 #   KICBASE_SYS_MB, KICBASE_RND_MB  as in bench/run.sh (only used if the layout must be built)
 set -uo pipefail
 
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/.." && pwd)"
-BENCH_DIR="${BENCH_DIR:-/tmp/imgcache-bench}"
-IMGCACHE="${IMGCACHE:-target/release/imgcache}"
-PORT="${PORT:-5100}"
-RUNS="${RUNS:-5}"
-PIN_RUNS="${PIN_RUNS:-100}"
-FAST_RUNS="${FAST_RUNS:-50}"
-N_SMALL="${N_SMALL:-1000}"
-export KICBASE_SYS_MB="${KICBASE_SYS_MB:-200 120 210 150}"
-export KICBASE_RND_MB="${KICBASE_RND_MB:-100 110 90 70}"
-TESTENV="$ROOT/scripts/testenv"
+BENCH_TAG=pull-bench
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+: "${IMGCACHE:=target/release/imgcache}" "${PORT:=5100}" "${PIN_RUNS:=100}" "${N_SMALL:=1000}"
 REG="127.0.0.1:$PORT"
-TAG=kicbase-v1
 EPOCH=1704067200
 MT_LAYER=application/vnd.oci.image.layer.v1.tar+gzip
 MT_CONFIG=application/vnd.oci.image.config.v1+json
 MT_MANIFEST=application/vnd.oci.image.manifest.v1+json
 
-log() { printf '[pull-bench] %s\n' "$*" >&2; }
-die() { printf '[pull-bench] ERROR: %s\n' "$*" >&2; exit 3; }
-
-mkdir -p "$BENCH_DIR" || die "cannot create $BENCH_DIR"
-BENCH_DIR="$(cd "$BENCH_DIR" && pwd)"
-LAYOUT="$BENCH_DIR/images/oci"
+bench_dir
 PD="$BENCH_DIR/pull"
 PLAYOUT="$PD/oci"
 RAW="$PD/raw"
 REGDATA="$BENCH_DIR/registry"
 REGLOG="$REGDATA/_ctl/registry.log"
 
-# shellcheck source-path=SCRIPTDIR source=../scripts/testenv/lib.sh
-. "$TESTENV/lib.sh"
-need_cmds skopeo:skopeo jq:jq hyperfine:hyperfine curl:curl docker-registry:docker-registry \
-  gzip:gzip tar:tar sha256sum:coreutils python3:python3 openssl:openssl || die "could not install the tools"
-[ -x /usr/bin/time ] || apt_install time || die "could not install GNU time"
-SK=(skopeo --insecure-policy)
+need_tools skopeo:skopeo jq:jq hyperfine:hyperfine curl:curl docker-registry:docker-registry \
+  gzip:gzip tar:tar sha256sum:coreutils python3:python3 openssl:openssl
 
 # ---- imgcache binary ----------------------------------------------------------------------------
-case "$IMGCACHE" in /*) ;; *) IMGCACHE="$ROOT/$IMGCACHE" ;; esac
+imgcache_abs
 IMGCACHE_NOTE=""
 if [ ! -x "$IMGCACHE" ]; then IMGCACHE_NOTE="no binary at $IMGCACHE"
 elif ! "$IMGCACHE" pull --help >/dev/null 2>&1; then IMGCACHE_NOTE="$IMGCACHE has no 'pull' command (stale build?)"; fi
@@ -85,19 +70,7 @@ elif ! "$IMGCACHE" pull --help >/dev/null 2>&1; then IMGCACHE_NOTE="$IMGCACHE ha
 
 # ---- one-time: the kicbase layout of bench/run.sh -----------------------------------------------
 T0=$(date +%s)
-if ! jq -e --arg t "$TAG" 'any(.manifests[]; .annotations["org.opencontainers.image.ref.name"] == $t)' "$LAYOUT/index.json" >/dev/null 2>&1 ||
-  ! compgen -G "$LAYOUT/.complete-*" >/dev/null; then
-  log "no complete $LAYOUT: building it like bench/run.sh does"
-  KICBASE=1 KICBASE_SOURCE=synthetic NO_PUSH=1 "$TESTENV/make-test-images.sh" "$REG" "$BENCH_DIR/images" ||
-    die "make-test-images.sh failed"
-fi
-V1_OCI_DIGEST="$(jq -r --arg t "$TAG" '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"] == $t) | .digest' "$LAYOUT/index.json")"
-[[ "$V1_OCI_DIGEST" == sha256:* ]] || die "no $TAG in $LAYOUT/index.json"
-blob() { printf '%s/blobs/sha256/%s' "$1" "${2#sha256:}"; }
-V1_MAN="$(blob "$LAYOUT" "$V1_OCI_DIGEST")"
-V1_CONFIG_DIGEST="$(jq -r .config.digest "$V1_MAN")"
-V1_LAYERS="$(jq '.layers | length' "$V1_MAN")"
-V1_BYTES="$(jq '[.config.size] + [.layers[].size] | add' "$V1_MAN")"
+ensure_layout "$REG"
 
 # ---- one-time: kicbase-v2 and kicbase-small in BENCH_DIR/pull/oci -------------------------------
 # put_blob FILE MEDIATYPE -> descriptor JSON (moves FILE into PLAYOUT)
@@ -158,9 +131,8 @@ if [ ! -e "$PSTAMP" ]; then
   rm -rf "$PD/tmp"
   touch "$PSTAMP"
 fi
-man_of() { jq -r --arg t "$1" '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"] == $t) | .digest' "$PLAYOUT/index.json"; }
-V2_MAN="$(blob "$PLAYOUT" "$(man_of kicbase-v2)")"
-SMALL_MAN="$(blob "$PLAYOUT" "$(man_of kicbase-small)")"
+V2_MAN="$(blob "$PLAYOUT" "$(ref_digest "$PLAYOUT" kicbase-v2)")"
+SMALL_MAN="$(blob "$PLAYOUT" "$(ref_digest "$PLAYOUT" kicbase-small)")"
 { [ -s "$V2_MAN" ] && [ -s "$SMALL_MAN" ]; } || die "$PLAYOUT is incomplete (rm -rf $PLAYOUT and rerun)"
 V2_CONFIG_DIGEST="$(jq -r .config.digest "$V2_MAN")"
 V2_NEW_BYTES="$(jq '.config.size + .layers[8].size + .layers[9].size' "$V2_MAN")"
@@ -169,24 +141,12 @@ SMALL_CONFIG_DIGEST="$(jq -r .config.digest "$SMALL_MAN")"
 SMALL_BYTES="$(jq '[.config.size] + [.layers[].size] | add' "$SMALL_MAN")"
 
 # ---- registry -----------------------------------------------------------------------------------
-REG_PID=""
-# shellcheck disable=SC2317 # called by the EXIT trap
-stop_registry() {
-  if [ -n "$REG_PID" ]; then "$TESTENV/stop-pidfile.sh" "$REGDATA/_ctl/registry.pid" 20 "$REGDATA/_ctl/config.yml" || true; fi
-}
 trap stop_registry EXIT
 trap 'exit 130' INT TERM
-REG_PID="$("$TESTENV/start-registry.sh" "$PORT" "$REGDATA" plain)" || die "could not start the registry on $REG"
-log "registry $REG (pid $REG_PID), log $REGLOG"
-
-push() { # push SRC DEST_REPO:TAG
-  log "skopeo copy $1 -> docker://$REG/$2"
-  "${SK[@]}" copy -q --retry-times 2 --dest-tls-verify=false --format v2s2 "$1" "docker://$REG/$2" >&2
-}
+start_registry "$PORT" "$REGDATA"
 push "oci:$LAYOUT:$TAG" kicbase:v1 || die "push kicbase:v1 failed"
 push "oci:$PLAYOUT:kicbase-v2" kicbase:v2 || die "push kicbase:v2 failed"
 push "oci:$PLAYOUT:kicbase-small" kicbase:small || die "push kicbase:small failed"
-reg_digest() { "${SK[@]}" inspect --raw --tls-verify=false "docker://$REG/$1" | sha256sum | sed 's/^/sha256:/; s/ .*//'; }
 V1_DIGEST="$(reg_digest kicbase:v1)"
 [[ "$V1_DIGEST" == sha256:* ]] || die "cannot read the digest of $REG/kicbase:v1"
 
@@ -288,30 +248,11 @@ log "setup done in ${SETUP_S}s; kicbase:v1 = $V1_DIGEST (image $V1_CONFIG_DIGEST
 rm -rf "$RAW"; mkdir -p "$RAW"
 TB=$(date +%s)
 LOAD0="$(cut -d' ' -f1-3 /proc/loadavg)"
-declare -A NA
 [ -n "$IMGCACHE_NOTE" ] && for k in cold pin v2 rss-small c1000; do NA[$k]="$IMGCACHE_NOTE"; done
 [ -n "$SMALL_SETUP_NOTE" ] && NA[c1000]="$SMALL_SETUP_NOTE"
-BAD=0 # imgcache gave a wrong answer
 # the registry writes its access-log line after the response: wait a little before reading the log
 reglines() { sleep 0.3; wc -l <"$REGLOG"; }
 reg_since() { sleep 0.3; tail -n +"$(($1 + 1))" "$REGLOG" | grep -E '^[0-9.:a-f]+ - .* "[A-Z]+ /v2/' ; } # access-log lines after line N
-hf() { # hf NAME RUNS CMD : hyperfine median (s), no shell
-  log "hyperfine ($2 runs): $3"
-  if hyperfine -N --style basic --runs "$2" --warmup 3 --export-json "$RAW/hf-$1.json" "$3" >"$RAW/hf-$1.txt" 2>&1; then
-    jq -r '.results[0].median' "$RAW/hf-$1.json"
-  else
-    log "hyperfine $1 failed:"; tail -3 "$RAW/hf-$1.txt" >&2
-  fi
-}
-median() { printf '%s\n' "$@" | awk 'NF' | sort -g | awk '{a[NR] = $1} END {if (NR) print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2)}'; }
-maxof() { printf '%s\n' "$@" | awk 'NF && $1 > m {m = $1} END {if (m != "") print m}'; }
-now() { echo "$EPOCHREALTIME"; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.6f", b - a }'; }
-fmt_t() { [ -n "$1" ] || { echo n/a; return; }; awk -v s="$1" 'BEGIN { if (s < 1) printf "%.1f ms", s * 1000; else printf "%.2f s", s }'; }
-fmt_b() { [ -n "$1" ] || { echo n/a; return; }; awk -v b="$1" 'BEGIN { if (b < 10240) printf "%d B", b; else if (b < 10485760) printf "%.1f KiB", b / 1024; else if (b < 1e9) printf "%.1f MB", b / 1e6; else printf "%.2f GB", b / 1e9 }'; }
-mib() { [ -n "$1" ] && awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }' || echo n/a; }
-div() { [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.6g", a / b }'; }
-yesno() { [ -n "$1" ] || { echo n/a; return; }; awk -v v="$1" -v l="$3" -v op="$2" 'BEGIN { ok = (op == "<=") ? v <= l : (op == "==") ? v == l : v < l; print ok ? "yes" : "no" }'; }
 # check_pull NAME JSONFILE IMAGE_ID : the pull's JSON names the expected image
 check_pull() {
   if ! jq -e --arg id "$3" '.image_id == $id' "$2" >/dev/null 2>&1; then
@@ -319,6 +260,19 @@ check_pull() {
     log "ERROR: imgcache pull ($1) did not report image $3:"; head -c 600 "$2" >&2; tail -5 "${2%.json}.err" >&2 2>/dev/null
     return 1
   fi
+}
+# cold_ok NAME JSONFILE BYTES : a pull into an empty cache fetched BYTES (config + layers) from the
+# registry and reused nothing. An answer from a cache makes NAME "NOT MEASURED"; another byte
+# count is a wrong answer.
+cold_ok() {
+  if ! jq -e '.from_cache == false and .bytes_reused == 0 and .blobs_reused == 0 and .bytes_fetched > 0' "$2" >/dev/null 2>&1; then
+    not_measured "$1" "a pull into an empty cache did not fetch the image: $(jq -c '{from_cache, bytes_fetched, bytes_reused, blobs_reused}' "$2" 2>/dev/null)"
+    return 1
+  fi
+  local f; f="$(jq -r .bytes_fetched "$2")"
+  [ "$f" = "$3" ] && return 0
+  log "ERROR: cold pull ($1) fetched $f B, the image is $3 B (config + layers)"; BAD=1; NA[$1]="bytes_fetched $f != $3"
+  return 1
 }
 warm_registry() { log "warming the page cache: registry blobs"; find "$REGDATA/docker" -type f -name data -exec cat {} + >/dev/null; }
 
@@ -334,7 +288,8 @@ for i in $(seq 1 "$RUNS"); do
     /usr/bin/time -f %M -o "$RAW/rss-cold-imgcache-$i.txt" "$IMGCACHE" --root "$OUT_IC" --json pull "$REG/kicbase:v1" \
       >"$RAW/cold-imgcache-$i.json" 2>"$RAW/cold-imgcache-$i.err"; rc=$?
     b=$(now)
-    if [ $rc = 0 ] && check_pull cold "$RAW/cold-imgcache-$i.json" "$V1_CONFIG_DIGEST"; then
+    if [ $rc = 0 ] && check_pull cold "$RAW/cold-imgcache-$i.json" "$V1_CONFIG_DIGEST" &&
+      cold_ok cold "$RAW/cold-imgcache-$i.json" "$V1_BYTES"; then
       t_ic+=("$(elapsed "$a" "$b")"); rss_ic+=("$(tail -1 "$RAW/rss-cold-imgcache-$i.txt")")
     else
       [ $rc = 0 ] || { NA[cold]="imgcache exit $rc"; tail -5 "$RAW/cold-imgcache-$i.err" >&2; }
@@ -352,17 +307,13 @@ for i in $(seq 1 "$RUNS"); do
   else log "skopeo copy failed (exit $rc):"; tail -5 "$RAW/cold-skopeo-$i.err" >&2; fi
 done
 rm -rf "$OUT_SK"
+unmeasured cold && { t_ic=(); rss_ic=(); }
 t_cold_ic="$(median "${t_ic[@]}")"; t_cold_sk="$(median "${t_sk[@]}")"
 r1="$(div "$t_cold_ic" "$t_cold_sk")"
-fetched_cold=""; [ -s "$RAW/cold-imgcache-1.json" ] && fetched_cold="$(jq -r '.bytes_fetched // empty' "$RAW/cold-imgcache-1.json" 2>/dev/null)"
-if [ -n "$fetched_cold" ] && [ "$fetched_cold" != "$V1_BYTES" ]; then
-  log "ERROR: cold pull fetched $fetched_cold B, the image is $V1_BYTES B (config + layers)"; BAD=1; NA[cold]="bytes_fetched $fetched_cold != $V1_BYTES"
-fi
 mbps() { [ -n "$2" ] && awk -v b="$1" -v s="$2" 'BEGIN { printf "%.0f MB/s", b / s / 1e6 }' || echo n/a; }
-ROWS=()
 ROWS+=("$(printf '1\tcold pull kicbase:v1 (%s, %s layers) from %s, durable; median of %s (imgcache %s, skopeo %s)\t%s\t%s\t%s\t<= 0.5x\t%s\t%s' \
   "$(fmt_b "$V1_BYTES")" "$V1_LAYERS" "$REG" "$RUNS" "$(mbps "$V1_BYTES" "$t_cold_ic")" "$(mbps "$V1_BYTES" "$t_cold_sk")" \
-  "$(fmt_t "$t_cold_ic")" "$(fmt_t "$t_cold_sk")" "$([ -n "$r1" ] && printf '%.2fx' "$r1" || echo n/a)" "$(yesno "$r1" '<=' 0.5)" "${NA[cold]:-}")")
+  "$(fmt_t "$t_cold_ic")" "$(fmt_t "$t_cold_sk")" "$(ratio "$r1")" "$(yesno "$r1" '<=' 0.5)" "${NA[cold]:-}")")
 
 # ---- 2. pull of the cached digest-pinned reference ----------------------------------------------
 PIN="$REG/kicbase@$V1_DIGEST"
@@ -371,7 +322,7 @@ if [ -z "${NA[cold]:-}" ] && [ -d "$OUT_IC" ]; then
   n0="$(reglines)"
   "$IMGCACHE" --root "$OUT_IC" --json pull "$PIN" >"$RAW/pin.json" 2>"$RAW/pin.err"
   if check_pull pin "$RAW/pin.json" "$V1_CONFIG_DIGEST" && jq -e '.from_cache == true and .bytes_fetched == 0' "$RAW/pin.json" >/dev/null; then
-    t_pin="$(hf pin "$PIN_RUNS" "$IMGCACHE --root $OUT_IC pull $PIN")"
+    t_pin="$(hf pin "$PIN_RUNS" 3 "$IMGCACHE --root $OUT_IC pull $PIN")"
   else
     NA[pin]="${NA[pin]:-not answered from the cache}"; head -c 600 "$RAW/pin.json" >&2
   fi
@@ -414,18 +365,20 @@ if [ -z "${NA[rss-small]:-}" ]; then
     /usr/bin/time -f %M -o "$RAW/rss-small-$i.txt" "$IMGCACHE" --root "$OUT_S" --json pull "$REG/kicbase:small" \
       >"$RAW/small-$i.json" 2>"$RAW/small-$i.err"; rc=$?
     b=$(now)
-    if [ $rc = 0 ] && check_pull rss-small "$RAW/small-$i.json" "$SMALL_CONFIG_DIGEST"; then
+    if [ $rc = 0 ] && check_pull rss-small "$RAW/small-$i.json" "$SMALL_CONFIG_DIGEST" &&
+      cold_ok rss-small "$RAW/small-$i.json" "$SMALL_BYTES"; then
       rss_small+=("$(tail -1 "$RAW/rss-small-$i.txt")"); t_small+=("$(elapsed "$a" "$b")")
     else [ $rc = 0 ] || NA[rss-small]="imgcache exit $rc"; fi
   done
   rm -rf "$OUT_S"
+  unmeasured rss-small && { rss_small=(); t_small=(); }
 fi
 rss_s="$(maxof "${rss_small[@]}")"; rss_k="$(maxof "${rss_ic[@]}")"; rss_sk_max="$(maxof "${rss_sk[@]}")"
 r4="$(div "$rss_k" "$rss_s")"
 ROWS+=("$(printf '4a\tpeak RSS, cold pull of kicbase:small (%s, 2 layers; median %s), max of %s\t%s\t\t\t<= 48 MiB\t%s\t%s' \
   "$(fmt_b "$SMALL_BYTES")" "$(fmt_t "$(median "${t_small[@]}")")" "$RUNS" "$(mib "$rss_s")" "$(yesno "$rss_s" '<=' 49152)" "${NA[rss-small]:-}")")
 ROWS+=("$(printf '4b\tpeak RSS, cold pull of kicbase:v1 (%s), max of %s; peer: skopeo copy\t%s\t%s\t%s of 4a\t<= 48 MiB, about 4a\t%s\t%s' \
-  "$(fmt_b "$V1_BYTES")" "$RUNS" "$(mib "$rss_k")" "$(mib "$rss_sk_max")" "$([ -n "$r4" ] && printf '%.2fx' "$r4" || echo n/a)" \
+  "$(fmt_b "$V1_BYTES")" "$RUNS" "$(mib "$rss_k")" "$(mib "$rss_sk_max")" "$(ratio "$r4")" \
   "$(yesno "$rss_k" '<=' 49152)" "${NA[cold]:-}")")
 
 # ---- 5. a cache of N_SMALL tiny images: ls and verify -------------------------------------------
@@ -436,16 +389,16 @@ VREF_PIN="$REG/tiny@$(sed -n "$((N_SMALL / 2 + 1))p" "$TINY_TSV" | cut -f2)"
 if [ -z "${NA[c1000]:-}" ]; then
   "$IMGCACHE" --root "$C1000" --json ls >"$RAW/ls.json" 2>"$RAW/ls.err"
   if [ "$(jq '.images | length' "$RAW/ls.json" 2>/dev/null)" = "$N_SMALL" ]; then
-    t_ls="$(hf ls "$FAST_RUNS" "$IMGCACHE --root $C1000 --json ls")"
+    t_ls="$(hf ls "$FAST_RUNS" 3 "$IMGCACHE --root $C1000 --json ls")"
   else NA[c1000]="ls does not list $N_SMALL images"; BAD=1; fi
   "$IMGCACHE" --root "$C1000" --json verify "$VREF" >"$RAW/verify.json" 2>"$RAW/verify.err"
   if jq -e --arg id "$VREF_ID" '.ok == true and .level == "fast" and .image.image_id == $id' "$RAW/verify.json" >/dev/null 2>&1; then
-    t_ver="$(hf verify "$FAST_RUNS" "$IMGCACHE --root $C1000 --json verify $VREF")"
+    t_ver="$(hf verify "$FAST_RUNS" 3 "$IMGCACHE --root $C1000 --json verify $VREF")"
   else NA[c1000-verify]="unexpected verify JSON"; BAD=1; head -c 600 "$RAW/verify.json" >&2; fi
   n0="$(reglines)"
   "$IMGCACHE" --root "$C1000" --json pull "$VREF_PIN" >"$RAW/pin1000.json" 2>"$RAW/pin1000.err"
   if jq -e '.from_cache == true' "$RAW/pin1000.json" >/dev/null 2>&1; then
-    t_pin1000="$(hf pin1000 "$FAST_RUNS" "$IMGCACHE --root $C1000 pull $VREF_PIN")"
+    t_pin1000="$(hf pin1000 "$FAST_RUNS" 3 "$IMGCACHE --root $C1000 pull $VREF_PIN")"
   fi
   req_pin1000="$(reg_since "$n0" | wc -l)"
 fi
@@ -460,30 +413,22 @@ BENCH_S=$(($(date +%s) - TB))
 # ---- report -----------------------------------------------------------------------------------
 TSV="$BENCH_DIR/pull-results.tsv"; MD="$BENCH_DIR/pull-results.md"
 {
-  printf 'id\tmeasurement\timgcache\tpeer\tratio\ttarget\twithin_target\tnote\n'
-  printf '%s\n' "${ROWS[@]}"
+  tsv_rows
   printf '# raw\tt_cold_imgcache_s=%s\tt_cold_skopeo_s=%s\tt_pin_s=%s\treq_pin=%s\tbytes_fetched_v2=%s\texpected_v2=%s\tblob_gets_v2=%s\trss_small_kib=%s\trss_kicbase_kib=%s\trss_skopeo_kib=%s\tt_ls_s=%s\tt_verify_s=%s\tt_pin1000_s=%s\n' \
     "$t_cold_ic" "$t_cold_sk" "$t_pin" "$req_pin" "$fetched_v2" "$V2_NEW_BYTES" "$gets_v2" "$rss_s" "$rss_k" "$rss_sk_max" "$t_ls" "$t_ver" "$t_pin1000"
   printf '# raw\tcold_imgcache_s=%s\tcold_skopeo_s=%s\trss_imgcache_kib=%s\trss_skopeo_kib=%s\n' "${t_ic[*]}" "${t_sk[*]}" "${rss_ic[*]}" "${rss_sk[*]}"
 } >"$TSV"
-imgver="$([ -z "$IMGCACHE_NOTE" ] && "$IMGCACHE" --version 2>/dev/null | head -1)"
 {
   echo "## imgcache pull bench ($(date -u +%Y-%m-%dT%H:%M:%SZ))"
   echo
-  echo "- host: $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo) RAM, $(. /etc/os-release && echo "$PRETTY_NAME"), kernel $(uname -r), $(df -PT "$BENCH_DIR" | awk 'NR == 2 {print $2}') at $BENCH_DIR"
-  echo "- imgcache: ${imgver:-?} ($IMGCACHE, built $(date -u -r "$IMGCACHE" +%Y-%m-%dT%H:%M:%SZ 2>/dev/null), sha256 $(sha256sum "$IMGCACHE" 2>/dev/null | cut -c1-12))${IMGCACHE_NOTE:+ — **$IMGCACHE_NOTE**}"
+  host_line
+  echo "- imgcache: $(binary_desc)${IMGCACHE_NOTE:+ — **$IMGCACHE_NOTE**}"
   echo "- registry: docker-registry $(docker-registry --version 2>/dev/null | awk '{print $NF}') at $REG (filesystem storage, plain http); $(skopeo --version), hyperfine $(hyperfine --version | cut -d' ' -f2)"
   echo "- images: kicbase:v1 $V1_DIGEST (image $V1_CONFIG_DIGEST, $V1_BYTES B); kicbase:v2 shares layers 0-7; kicbase:small = layers 0-1 ($SMALL_BYTES B); $N_SMALL tiny images $REG/tiny:t0000.."
-  echo "- method: row 1 alternates imgcache / skopeo, $RUNS runs each, outputs deleted and 'sync' before each run, registry blobs in the page cache; skopeo's time includes 'sync FILES DIR' (an fsync of each file it wrote and of the directory), imgcache fsyncs each blob before its rename. Rows 2 and 5: hyperfine medians. Bench time ${BENCH_S}s (setup ${SETUP_S}s); load average before / after: $LOAD0 / $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "- method: row 1 alternates imgcache / skopeo, $RUNS runs each, outputs deleted and 'sync' before each run, registry blobs in the page cache; every cold imgcache pull (rows 1 and 4) checked: from_cache false, nothing reused, all bytes fetched; skopeo's time includes 'sync FILES DIR' (an fsync of each file it wrote and of the directory), imgcache fsyncs each blob before its rename. Rows 2 and 5: hyperfine medians. Bench time ${BENCH_S}s (setup ${SETUP_S}s); load average before / after: $LOAD0 / $(cut -d' ' -f1-3 /proc/loadavg)"
   echo
-  echo "| # | measurement | imgcache | peer | ratio | target | within target |"
-  echo "|---|---|---|---|---|---|---|"
-  printf '%s\n' "${ROWS[@]}" | awk -F'\t' '{
-    for (i = 3; i <= 5; i++) if ($i == "") $i = "-"
-    for (i = 1; i <= 8; i++) gsub(/\|/, "\\|", $i)
-    printf "| %s | %s%s | %s | %s | %s | %s | %s |\n", $1, $2, ($8 != "" ? " (" $8 ")" : ""), $3, $4, $5, $6, $7 }'
+  md_table ""
 } >"$MD"
 cat "$MD"
 log "results: $MD, $TSV (raw data in $RAW)"
-[ "$BAD" = 0 ] || { log "imgcache gave a wrong answer (see above): exit 1"; exit 1; }
-exit 0
+finish
