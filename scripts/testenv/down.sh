@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # down.sh [--purge] [BASE]  -- stop everything up.sh started (by PID file)
-#   BASE default ${IMGCACHE_TESTENV:-/tmp/imgcache-testenv}. Stops dockerd, its containerd, a
-#   standalone BASE/containerd if one was started, and the three registries; unmounts anything
-#   still mounted under BASE. Keeps images, registry data and fixtures unless --purge (rm -rf BASE).
+#   BASE default ${IMGCACHE_TESTENV:-/tmp/imgcache-testenv}. Stops the newer engines
+#   (newer-engines.sh down), dockerd, its containerd, a standalone BASE/containerd if one was
+#   started, and the three registries; unmounts anything still mounted under BASE.
+#   Keeps images, registry data and fixtures unless --purge (rm -rf BASE).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PURGE=0
@@ -20,6 +21,7 @@ BASE="$(cd "$BASE" && pwd)"
 STOP="$HERE/stop-pidfile.sh"
 rc=0
 
+"$HERE/newer-engines.sh" down "$BASE" || rc=1
 "$STOP" "$BASE/dockerd/dockerd.pid" 30 "--data-root $BASE/dockerd/data" || rc=1
 "$STOP" "$BASE/dockerd/containerd/containerd.pid" 20 "$BASE/dockerd/containerd/config.toml" || rc=1
 "$STOP" "$BASE/containerd/containerd.pid" 20 "$BASE/containerd/config.toml" || rc=1

@@ -9,6 +9,7 @@
 #                  all three; digests in BASE/images-<registry>.tsv/.json
 #     dockerd      20.10, vfs, own containerd, socket BASE/dockerd/docker.sock (stays running)
 #     fixtures     real tarballs from skopeo/podman/docker in BASE/fixtures + fixtures.tsv
+#     newer        dockerd 26/28, containerd 1.7/2.1 (newer-engines.sh up; BASE/newer/env.sh)
 #     BASE/env.sh  export lines (TEST_REGISTRY*, TEST_OCI_LAYOUT, TEST_FIXTURES, DOCKER_HOST, PIDs)
 #   Stop with down.sh [BASE]. Progress goes to stderr; stdout gets only the env.sh path.
 set -euo pipefail
@@ -52,6 +53,10 @@ log "dockerd up"
 TEST_REGISTRY=127.0.0.1:5000 "$HERE/make-fixtures.sh" "$BASE"
 log "fixtures ready"
 
+# dockerd 26/28 and containerd 1.7/2.1 from Debian's newer suites (sid ones may be SKIPs)
+"$HERE/newer-engines.sh" up "$BASE" >/dev/null
+log "newer engines up"
+
 {
   echo "# written by scripts/testenv/up.sh; source it: . $BASE/env.sh"
   q() { printf 'export %s=%q\n' "$1" "$2"; }
@@ -77,6 +82,7 @@ log "fixtures ready"
   q TEST_DOCKERD_CONTAINERD_PID "$DC"
   q TEST_PODMAN_BASE "$BASE/podman"
   q TEST_PODMAN "$HERE/podman-private.sh"
+  grep '^export ' "$BASE/newer/env.sh" # NEWER_*: the newer engines, or NEWER_SKIP_* reasons
 } >"$BASE/env.sh.tmp"
 mv "$BASE/env.sh.tmp" "$BASE/env.sh"
 log "done; . $BASE/env.sh"
