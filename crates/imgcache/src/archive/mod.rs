@@ -5,6 +5,7 @@
 //! wrong on the way is recorded as a [`Problem`] on the image it concerns, so one report can
 //! say every failed check at once.
 
+mod oci;
 mod source;
 mod tar;
 pub mod write;
@@ -12,13 +13,14 @@ pub mod write;
 use std::collections::HashSet;
 use std::path::Path;
 
-use oci_spec::image::{Descriptor, ImageConfiguration, ImageManifest, MediaType};
+use oci_spec::image::ImageConfiguration;
 use serde::{Deserialize, Serialize};
 
 use crate::compression::Compression;
 use crate::digest::{BlobDigest, DiffId, Digest, ImageId, truncate_for_message};
 use crate::error::{Check, Error, Problem};
 use crate::reference::Reference;
+use oci::IndexManifests;
 pub(crate) use source::Source;
 use tar::{EntryKind, LookupError, TarIndex};
 
@@ -26,8 +28,6 @@ use tar::{EntryKind, LookupError, TarIndex};
 pub const MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
 /// Cap on an image config.
 pub const MAX_CONFIG_BYTES: u64 = 8 * 1024 * 1024;
-/// How deep OCI indexes may nest.
-const MAX_INDEX_DEPTH: usize = 4;
 
 /// How the archive is laid out (see FORMATS.md of the project docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -168,94 +168,6 @@ pub struct Archive {
     pub images: Vec<ArchiveImage>,
     /// Problems that do not make any image invalid (unreferenced entries, missing end marker).
     pub warnings: Vec<Problem>,
-}
-
-/// The part of an OCI index (or Docker manifest list) that names images. Docker 25.0.0 and
-/// 25.0.1 write `"manifests": null` when saving by ID (moby#47210), so null reads as empty.
-#[derive(Deserialize)]
-struct IndexManifests {
-    #[serde(default)]
-    manifests: Option<Vec<Descriptor>>,
-}
-
-impl IndexManifests {
-    /// Parses with the OCI types; when they refuse the document, says whether a malformed
-    /// digest is why.
-    fn parse(bytes: &[u8], entry: &str) -> Result<Self, Problem> {
-        serde_json::from_slice(bytes).map_err(|e| {
-            #[derive(Deserialize)]
-            struct Loose {
-                manifests: Option<Vec<LooseDescriptor>>,
-            }
-            let bad = serde_json::from_slice::<Loose>(bytes).ok().and_then(|l| {
-                l.manifests?
-                    .into_iter()
-                    .find(|d| Digest::parse(&d.digest).is_err())
-            });
-            match bad {
-                Some(d) => desc_digest(&d.digest)
-                    .err()
-                    .unwrap_or_else(|| Problem::new(Check::InvalidDigest, e.to_string())),
-                None => Problem::new(
-                    Check::InvalidJson,
-                    format!("{entry} is not an image index: {e}"),
-                ),
-            }
-            .entry(entry)
-        })
-    }
-}
-
-/// A descriptor as written, its digest still unchecked, so that one malformed digest is
-/// reported where it is instead of failing the whole document.
-#[derive(Deserialize)]
-struct LooseDescriptor {
-    #[serde(rename = "mediaType", default)]
-    media_type: String,
-    digest: String,
-    #[serde(default)]
-    size: u64,
-}
-
-impl From<&Descriptor> for LooseDescriptor {
-    fn from(d: &Descriptor) -> Self {
-        Self {
-            media_type: d.media_type().to_string(),
-            digest: d.digest().to_string(),
-            size: d.size(),
-        }
-    }
-}
-
-/// An image manifest's config and layers.
-#[derive(Deserialize)]
-struct ManifestView {
-    config: LooseDescriptor,
-    #[serde(default)]
-    layers: Vec<LooseDescriptor>,
-}
-
-impl ManifestView {
-    /// Parses with the OCI types; a document they refuse only for its digests is read loosely.
-    fn parse(bytes: &[u8]) -> Result<Self, serde_json::Error> {
-        match serde_json::from_slice::<ImageManifest>(bytes) {
-            Ok(m) => Ok(Self {
-                config: m.config().into(),
-                layers: m.layers().iter().map(Into::into).collect(),
-            }),
-            // Read loosely only to report a malformed digest where it is.
-            Err(e) => match serde_json::from_slice::<Self>(bytes) {
-                Ok(loose)
-                    if std::iter::once(&loose.config)
-                        .chain(&loose.layers)
-                        .any(|d| Digest::parse(&d.digest).is_err()) =>
-                {
-                    Ok(loose)
-                }
-                _ => Err(e),
-            },
-        }
-    }
 }
 
 /// `manifest.json` of docker-archive-like dialects: one item per image.
@@ -486,161 +398,6 @@ impl Archive {
         self.source
             .read_range(entry.offset, entry.size)
             .map_err(SmallRead::Error)
-    }
-
-    /// Reads every image an index names; `parent_tags` are the names of the index itself, which
-    /// apply to each of its platform images.
-    fn read_oci_index(
-        &mut self,
-        index: &IndexManifests,
-        depth: usize,
-        parent_tags: &[String],
-        referenced: &mut HashSet<String>,
-    ) -> Result<(), Error> {
-        if depth > MAX_INDEX_DEPTH {
-            return Err(self.fail(Problem::new(
-                Check::InvalidJson,
-                format!("indexes nest deeper than {MAX_INDEX_DEPTH} levels"),
-            )));
-        }
-        for desc in index.manifests.iter().flatten() {
-            if let Some(p) = desc.platform()
-                && p.os().to_string() == "unknown"
-                && p.architecture().to_string() == "unknown"
-            {
-                continue; // attestation manifests (buildx) are not images
-            }
-            let digest = match desc_digest(desc.digest().as_ref()) {
-                Ok(d) => d,
-                Err(p) => return Err(self.fail(p)),
-            };
-            let entry = blob_entry(&digest);
-            referenced.insert(entry.clone());
-            let bytes = match self.read_small(&entry, MAX_MANIFEST_BYTES) {
-                Ok(b) => b,
-                Err(SmallRead::Error(e)) => return Err(e),
-                Err(SmallRead::Problem(p)) => return Err(self.fail(p)),
-            };
-            let actual = Digest::of_bytes(&bytes);
-            if actual != digest {
-                return Err(self.fail(
-                    Problem::new(
-                        Check::ManifestDigest,
-                        format!("manifest {entry:?} does not hash to its name"),
-                    )
-                    .entry(entry)
-                    .mismatch(digest, actual),
-                ));
-            }
-            let mut tags = ref_names(desc);
-            if tags.is_empty() {
-                tags = parent_tags.to_vec();
-            }
-            match desc.media_type() {
-                MediaType::ImageIndex => {
-                    self.read_nested_index(&bytes, &entry, depth, &tags, referenced)?
-                }
-                MediaType::Other(m) if m == DOCKER_LIST => {
-                    self.read_nested_index(&bytes, &entry, depth, &tags, referenced)?
-                }
-                _ => {
-                    let manifest = ManifestView::parse(&bytes).map_err(|e| {
-                        self.fail(
-                            Problem::new(
-                                Check::InvalidJson,
-                                format!("manifest {entry:?} is not an image manifest: {e}"),
-                            )
-                            .entry(&entry),
-                        )
-                    })?;
-                    // The same manifest under several names is one image with several tags.
-                    let known = BlobDigest(digest);
-                    if let Some(img) = self
-                        .images
-                        .iter_mut()
-                        .find(|i| i.manifest_digest == Some(known))
-                    {
-                        img.add_tags(tags);
-                        continue;
-                    }
-                    let img = self.read_oci_manifest(&manifest, known, tags, referenced);
-                    self.images.push(img);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn read_nested_index(
-        &mut self,
-        bytes: &[u8],
-        entry: &str,
-        depth: usize,
-        tags: &[String],
-        referenced: &mut HashSet<String>,
-    ) -> Result<(), Error> {
-        let nested = IndexManifests::parse(bytes, entry).map_err(|p| self.fail(p))?;
-        self.read_oci_index(&nested, depth + 1, tags, referenced)
-    }
-
-    fn read_oci_manifest(
-        &self,
-        manifest: &ManifestView,
-        manifest_digest: BlobDigest,
-        tags: Vec<String>,
-        referenced: &mut HashSet<String>,
-    ) -> ArchiveImage {
-        let config_desc = &manifest.config;
-        let (mut img, diff_ids) = match desc_digest(&config_desc.digest) {
-            Ok(claimed) => {
-                let config_entry = blob_entry(&claimed);
-                referenced.insert(config_entry.clone());
-                self.read_config(
-                    &config_entry,
-                    Some(ImageId(claimed)),
-                    Some(config_desc.size),
-                    tags,
-                    Vec::new(),
-                )
-            }
-            Err(p) => (ArchiveImage::unreadable(tags, p.entry("config")), None),
-        };
-        img.manifest_digest = Some(manifest_digest);
-        for (i, desc) in manifest.layers.iter().enumerate() {
-            let d = match desc_digest(&desc.digest) {
-                Ok(d) => d,
-                Err(p) => {
-                    // Keep the layer's place so later layers keep their index and diff_id.
-                    img.problems.push(p.layer(i));
-                    img.layers.push(Layer::unlocated(String::new()));
-                    continue;
-                }
-            };
-            let entry = blob_entry(&d);
-            referenced.insert(entry.clone());
-            let mut layer = self.locate_layer(i, entry, &mut img.problems);
-            layer.blob_digest = Some(BlobDigest(d));
-            layer.media_type = Some(desc.media_type.clone());
-            if let Some(size) = layer.size
-                && size != desc.size
-            {
-                img.problems.push(
-                    Problem::new(
-                        Check::LayerSize,
-                        format!(
-                            "layer {i} ({:?}) size differs from its descriptor",
-                            layer.entry
-                        ),
-                    )
-                    .entry(&layer.entry)
-                    .layer(i)
-                    .mismatch(desc.size, size),
-                );
-            }
-            img.layers.push(layer);
-        }
-        Self::attach_diff_ids(&mut img, diff_ids);
-        img
     }
 
     fn read_legacy_item(
@@ -932,27 +689,9 @@ impl Archive {
     }
 }
 
-const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-
 enum SmallRead {
     Problem(Problem),
     Error(Error),
-}
-
-fn desc_digest(text: &str) -> Result<Digest, Problem> {
-    Digest::parse(text).map_err(|_| {
-        Problem::new(
-            Check::InvalidDigest,
-            format!(
-                "descriptor digest {:?} is not sha256:<64 hex>",
-                truncate_for_message(text)
-            ),
-        )
-    })
-}
-
-fn blob_entry(d: &Digest) -> String {
-    format!("blobs/sha256/{}", d.hex())
 }
 
 fn normalize_name(name: &str) -> String {
@@ -977,15 +716,6 @@ fn name_digest(name: &str) -> Option<Digest> {
         .find_map(|ext| base.strip_suffix(ext))
         .unwrap_or(base);
     Digest::from_hex(stem)
-}
-
-fn ref_names(desc: &Descriptor) -> Vec<String> {
-    let Some(ann) = desc.annotations() else {
-        return Vec::new();
-    };
-    let full = ann.get("io.containerd.image.name");
-    let short = ann.get("org.opencontainers.image.ref.name");
-    full.or(short).cloned().into_iter().collect()
 }
 
 fn tag_matches(tag: &str, selector: &str) -> bool {

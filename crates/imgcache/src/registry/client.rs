@@ -1,23 +1,25 @@
-//! [`RegistryClient`]: endpoints, TLS trust, auth, retries and redirects.
+//! [`RegistryClient`]: the request flow. Manifest and blob fetches, one authenticated request
+//! (anonymous first, then the `401` challenge: Basic or a bearer token), credential lookup, the
+//! per-repository auth cache, and status errors with secrets scrubbed out. How a request gets to
+//! the registry (endpoints, retries, redirects) is in `transport`, TLS trust in `tls`, pure
+//! helpers in `http`.
 
 use std::collections::HashMap;
-use std::error::Error as _;
 use std::fmt;
-use std::net::IpAddr;
-use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use reqwest::header::{
-    ACCEPT, AUTHORIZATION, CONTENT_RANGE, HeaderMap, HeaderValue, LOCATION, RANGE, RETRY_AFTER,
-    WWW_AUTHENTICATE,
-};
+use reqwest::header::{ACCEPT, HeaderMap, HeaderValue, RANGE, WWW_AUTHENTICATE};
 use reqwest::{Method, Response, StatusCode, Url};
-use serde_json::Value;
 
 use super::auth::{self, Challenge};
-use super::retry;
+use super::http::{
+    basic_header, checked_name, header_value, is_loopback_host, media_type, parse_content_range,
+    redact_url, registry_error_detail, same_origin, sensitive,
+};
+use super::tls::read_pem_certs;
+use super::transport::{Call, Endpoint, read_capped};
 use super::{
     BlobResponse, Credentials, FetchedManifest, MAX_MANIFEST_BYTES, MEDIA_TYPE_DOCKER_LIST,
     MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST, RegistryOptions,
@@ -26,38 +28,26 @@ use crate::digest::{Digest, truncate_for_message};
 use crate::error::Error;
 use crate::reference::Reference;
 
-const DOCKER_HUB: &str = "docker.io";
-const DOCKER_HUB_ENDPOINT: &str = "registry-1.docker.io";
-const MAX_REDIRECTS: usize = 10;
 /// The most of an error or token answer that is read.
 const MAX_SMALL_BODY: u64 = 1024 * 1024;
-const USER_AGENT: &str = concat!("imgcache/", env!("CARGO_PKG_VERSION"));
 
 /// A client for OCI/Docker registries. Cheap to clone: clones share connections, endpoints,
 /// credentials and cached tokens.
 #[derive(Clone)]
 pub struct RegistryClient {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
-struct Inner {
-    opts: RegistryOptions,
+pub(super) struct Inner {
+    pub(super) opts: RegistryOptions,
     /// `opts.ca_certs`, parsed once.
-    ca_certs: Vec<reqwest::Certificate>,
+    pub(super) ca_certs: Vec<reqwest::Certificate>,
     /// Per registry: its base URL (scheme decided) and an HTTP client with its trust roots.
-    endpoints: Mutex<HashMap<String, Arc<Endpoint>>>,
+    pub(super) endpoints: Mutex<HashMap<String, Arc<Endpoint>>>,
     /// Per (registry, repository): the `Authorization` value that worked last.
     auth: Mutex<HashMap<(String, String), CachedAuth>>,
     /// Per (registry, repository): credentials found in files or helpers (or none).
     creds: Mutex<HashMap<(String, String), Option<Credentials>>>,
-}
-
-struct Endpoint {
-    /// The registry as named in references (`docker.io`, `127.0.0.1:5000`).
-    registry: String,
-    /// `https://host[:port]/` or, after fallback, `http://...`.
-    base: Url,
-    http: reqwest::Client,
 }
 
 #[derive(Clone)]
@@ -65,23 +55,6 @@ struct CachedAuth {
     header: HeaderValue,
     /// `None` for Basic: valid until refused.
     expires_at: Option<Instant>,
-}
-
-/// One HTTP exchange as the retry and redirect loop sees it.
-struct Call {
-    method: Method,
-    url: Url,
-    headers: HeaderMap,
-    /// Sent only to `url`'s origin: never across a redirect to another host.
-    auth: Option<HeaderValue>,
-    form: Option<Vec<(&'static str, String)>>,
-    /// Limit for the whole exchange (small bodies); blobs only have the per-read timeout.
-    timeout: Option<Duration>,
-}
-
-enum SendError {
-    Http(reqwest::Error),
-    Redirect(String),
 }
 
 impl fmt::Debug for RegistryClient {
@@ -97,7 +70,7 @@ impl fmt::Debug for RegistryClient {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -622,206 +595,6 @@ impl RegistryClient {
         creds
     }
 
-    /// The endpoint of `registry`, deciding https or http on first use.
-    async fn endpoint(&self, registry: &str) -> Result<Arc<Endpoint>, Error> {
-        if let Some(ep) = lock(&self.inner.endpoints).get(registry) {
-            return Ok(ep.clone());
-        }
-        check_registry(registry)?;
-        let host = if registry == DOCKER_HUB {
-            DOCKER_HUB_ENDPOINT
-        } else {
-            registry
-        };
-        let http = self.http_client(registry, host)?;
-        let https_base = base_url("https", host, registry)?;
-        let fallback = self.inner.opts.insecure || is_loopback_host(host);
-        let base = if fallback {
-            self.probe(registry, host, &http, https_base).await?
-        } else {
-            https_base
-        };
-        let ep = Arc::new(Endpoint {
-            registry: registry.to_owned(),
-            base,
-            http,
-        });
-        lock(&self.inner.endpoints).insert(registry.to_owned(), ep.clone());
-        Ok(ep)
-    }
-
-    /// For registries allowed plain http: `GET /v2/` over https; on a connection or TLS failure
-    /// over http, which is used if it answers like an HTTP server that is not a TLS port
-    /// (anything but 400). Retries connection failures like any request.
-    async fn probe(
-        &self,
-        registry: &str,
-        host: &str,
-        http: &reqwest::Client,
-        https_base: Url,
-    ) -> Result<Url, Error> {
-        let http_base = base_url("http", host, registry)?;
-        let ping = |base: &Url| {
-            let url = base.join("/v2/").unwrap_or_else(|_| base.clone());
-            http.get(url).timeout(self.inner.opts.timeout).send()
-        };
-        let mut attempt = 0;
-        loop {
-            let https_err = match ping(&https_base).await {
-                Ok(_) => return Ok(https_base),
-                Err(e) => e,
-            };
-            match ping(&http_base).await {
-                Ok(r) if r.status() != StatusCode::BAD_REQUEST => {
-                    tracing::debug!(registry, "no TLS on this port: using plain http");
-                    return Ok(http_base);
-                }
-                _ => {}
-            }
-            let url = https_base
-                .join("/v2/")
-                .unwrap_or_else(|_| https_base.clone());
-            if is_tls_error(&https_err)
-                || !is_retryable_error(&https_err)
-                || attempt >= self.inner.opts.max_retries
-            {
-                return Err(
-                    match self.transport_error(registry, &url, &https_err, attempt + 1) {
-                        Error::Registry { registry, message } => Error::Registry {
-                            registry,
-                            message: format!("{message}; plain http failed too"),
-                        },
-                        e => e,
-                    },
-                );
-            }
-            let wait = retry::backoff(attempt, None);
-            tracing::info!(registry, attempt = attempt + 1, wait_ms = wait.as_millis() as u64, error = %describe_reqwest_error(&https_err), "registry unreachable; retrying");
-            tokio::time::sleep(wait).await;
-            attempt += 1;
-        }
-    }
-
-    /// An HTTP client trusting the system roots, `--ca-cert`, and the registry's certs.d CAs.
-    fn http_client(&self, registry: &str, host: &str) -> Result<reqwest::Client, Error> {
-        let opts = &self.inner.opts;
-        let mut b = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(opts.connect_timeout)
-            .read_timeout(opts.timeout)
-            .danger_accept_invalid_certs(opts.insecure);
-        for c in &self.inner.ca_certs {
-            b = b.add_root_certificate(c.clone());
-        }
-        let mut names = vec![registry];
-        if host != registry {
-            names.push(host);
-        }
-        for dir in &opts.certs_dirs {
-            for name in &names {
-                let d = dir.join(name);
-                let Ok(entries) = std::fs::read_dir(&d) else {
-                    continue;
-                };
-                let mut files: Vec<_> = entries
-                    .filter_map(Result::ok)
-                    .map(|e| e.path())
-                    .filter(|p| p.extension().is_some_and(|x| x == "crt"))
-                    .collect();
-                files.sort();
-                for f in files {
-                    let certs = read_pem_certs(&f).map_err(|e| Error::Tls {
-                        registry: registry.to_owned(),
-                        message: e.to_string(),
-                    })?;
-                    tracing::debug!(registry, path = %f.display(), "trusting CA from certs.d");
-                    for c in certs {
-                        b = b.add_root_certificate(c);
-                    }
-                }
-            }
-        }
-        b.build().map_err(|e| Error::Tls {
-            registry: registry.to_owned(),
-            message: format!(
-                "cannot set up the HTTP client: {}",
-                describe_reqwest_error(&e)
-            ),
-        })
-    }
-
-    /// Sends `call`, following redirects and retrying 408/429/5xx answers and connection errors.
-    async fn send(&self, ep: &Endpoint, call: &Call) -> Result<Response, Error> {
-        let max = self.inner.opts.max_retries;
-        let mut attempt = 0;
-        loop {
-            let (why, retry_after) = match send_once(ep, call).await {
-                Ok(resp) => {
-                    let status = resp.status();
-                    if !retry::retryable_status(status.as_u16()) || attempt >= max {
-                        return Ok(resp);
-                    }
-                    let ra = resp
-                        .headers()
-                        .get(RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| retry::parse_retry_after(v, SystemTime::now()));
-                    (format!("HTTP {}", status.as_u16()), ra)
-                }
-                Err(SendError::Http(e)) => {
-                    if is_tls_error(&e) || !is_retryable_error(&e) || attempt >= max {
-                        let url = e.url().cloned().unwrap_or_else(|| call.url.clone());
-                        return Err(self.transport_error(&ep.registry, &url, &e, attempt + 1));
-                    }
-                    (describe_reqwest_error(&e), None)
-                }
-                Err(SendError::Redirect(message)) => {
-                    return Err(Error::Registry {
-                        registry: ep.registry.clone(),
-                        message: format!("{} {}: {message}", call.method, redact_url(&call.url)),
-                    });
-                }
-            };
-            let wait = retry::backoff(attempt, retry_after);
-            tracing::info!(
-                url = %redact_url(&call.url),
-                attempt = attempt + 1,
-                wait_ms = wait.as_millis() as u64,
-                reason = %why,
-                "retrying"
-            );
-            tokio::time::sleep(wait).await;
-            attempt += 1;
-        }
-    }
-
-    /// A request that got no answer: TLS failures name the registry and how to trust it;
-    /// everything else names the host and the cause.
-    fn transport_error(&self, registry: &str, url: &Url, e: &reqwest::Error, tries: u32) -> Error {
-        let cause = describe_reqwest_error(e);
-        if is_tls_error(e) {
-            return Error::Tls {
-                registry: registry.to_owned(),
-                message: format!("{}: {cause}", redact_url(url)),
-            };
-        }
-        let host = match (url.host_str(), url.port()) {
-            (Some(h), Some(p)) => format!("{h}:{p}"),
-            (Some(h), None) => h.to_owned(),
-            (None, _) => registry.to_owned(),
-        };
-        let attempts = if tries > 1 {
-            format!(" (tried {tries} times)")
-        } else {
-            String::new()
-        };
-        Error::Registry {
-            registry: host,
-            message: format!("cannot reach {}: {cause}{attempts}", redact_url(url)),
-        }
-    }
-
     /// An unexpected status, with the registry's own error codes when it sent some.
     async fn status_error(&self, ep: &Endpoint, resp: Response, what: &str) -> Error {
         let status = resp.status();
@@ -900,445 +673,5 @@ impl RegistryClient {
             out = out.replace(s.as_str(), "<redacted>");
         }
         out
-    }
-}
-
-/// One pass through the redirect chain; `Authorization` only goes to the original origin.
-async fn send_once(ep: &Endpoint, call: &Call) -> Result<Response, SendError> {
-    let mut url = call.url.clone();
-    for _ in 0..=MAX_REDIRECTS {
-        let mut rb = ep
-            .http
-            .request(call.method.clone(), url.clone())
-            .headers(call.headers.clone());
-        if let Some(t) = call.timeout {
-            rb = rb.timeout(t);
-        }
-        if let Some(a) = &call.auth
-            && same_origin(&url, &call.url)
-        {
-            rb = rb.header(AUTHORIZATION, a.clone());
-        }
-        if let Some(form) = &call.form {
-            rb = rb.form(form);
-        }
-        let resp = rb.send().await.map_err(SendError::Http)?;
-        let status = resp.status().as_u16();
-        if !matches!(status, 301 | 302 | 303 | 307 | 308) || call.method != Method::GET {
-            return Ok(resp);
-        }
-        let Some(location) = resp.headers().get(LOCATION) else {
-            return Ok(resp);
-        };
-        let location = String::from_utf8_lossy(location.as_bytes()).into_owned();
-        let next = url.join(&location).map_err(|e| {
-            SendError::Redirect(format!(
-                "redirect to an invalid location {:?}: {e}",
-                truncate_for_message(&location)
-            ))
-        })?;
-        if !matches!(next.scheme(), "http" | "https") {
-            return Err(SendError::Redirect(format!(
-                "redirect to a {} URL",
-                next.scheme()
-            )));
-        }
-        tracing::debug!(from = %redact_url(&url), to = %redact_url(&next), status, "following redirect");
-        url = next;
-    }
-    Err(SendError::Redirect(format!(
-        "more than {MAX_REDIRECTS} redirects"
-    )))
-}
-
-/// Reads a body, refusing more than `limit` bytes (by `Content-Length` and while reading).
-async fn read_capped(
-    ep: &Endpoint,
-    mut resp: Response,
-    limit: u64,
-    what: &str,
-) -> Result<Vec<u8>, Error> {
-    let too_large = || Error::TooLarge {
-        what: what.to_owned(),
-        limit,
-    };
-    if resp.content_length().is_some_and(|n| n > limit) {
-        return Err(too_large());
-    }
-    let mut out = Vec::with_capacity(resp.content_length().unwrap_or(0).min(limit) as usize);
-    loop {
-        match resp.chunk().await {
-            Ok(Some(c)) => {
-                if out.len() as u64 + c.len() as u64 > limit {
-                    return Err(too_large());
-                }
-                out.extend_from_slice(&c);
-            }
-            Ok(None) => return Ok(out),
-            Err(e) => {
-                return Err(Error::Registry {
-                    registry: ep.registry.clone(),
-                    message: format!("reading {what}: {}", describe_reqwest_error(&e)),
-                });
-            }
-        }
-    }
-}
-
-/// The media type: `Content-Type` when it names a manifest type, else the document's own
-/// `mediaType`, else its shape (`manifests` = index, `config` = manifest).
-fn media_type(content_type: Option<&str>, bytes: &[u8]) -> String {
-    let generic = |t: &str| {
-        t.is_empty()
-            || matches!(
-                t,
-                "application/json" | "text/plain" | "application/octet-stream"
-            )
-    };
-    if let Some(t) = content_type
-        && !generic(t)
-    {
-        return t.to_owned();
-    }
-    let doc: Option<Value> = serde_json::from_slice(bytes).ok();
-    if let Some(doc) = &doc {
-        if let Some(t) = doc.get("mediaType").and_then(Value::as_str)
-            && !t.is_empty()
-        {
-            return t.to_owned();
-        }
-        if doc.get("manifests").is_some() {
-            return MEDIA_TYPE_OCI_INDEX.to_owned();
-        }
-        if doc.get("config").is_some() {
-            return MEDIA_TYPE_OCI_MANIFEST.to_owned();
-        }
-    }
-    content_type
-        .filter(|t| !t.is_empty())
-        .unwrap_or("application/octet-stream")
-        .to_owned()
-}
-
-/// `code: message` of a distribution error body (`{"errors":[{"code","message"}]}`), bounded.
-fn registry_error_detail(body: &[u8]) -> String {
-    let Ok(v) = serde_json::from_slice::<Value>(body) else {
-        return String::new();
-    };
-    let Some(errors) = v.get("errors").and_then(Value::as_array) else {
-        return String::new();
-    };
-    let parts: Vec<String> = errors
-        .iter()
-        .take(3)
-        .map(|e| {
-            let code = e.get("code").and_then(Value::as_str).unwrap_or("");
-            let msg = e.get("message").and_then(Value::as_str).unwrap_or("");
-            format!("{code}: {msg}")
-        })
-        .collect();
-    truncate_for_message(&parts.join("; "))
-}
-
-/// `bytes start-end/total` → (start, Some(end)); `bytes start-*/...` forms are refused.
-fn parse_content_range(headers: &HeaderMap) -> Option<(u64, Option<u64>)> {
-    let v = headers.get(CONTENT_RANGE)?.to_str().ok()?.trim();
-    let rest = v.strip_prefix("bytes ")?.trim();
-    let (range, _total) = rest.split_once('/')?;
-    let (start, end) = range.split_once('-')?;
-    let start: u64 = start.trim().parse().ok()?;
-    let end: u64 = end.trim().parse().ok()?;
-    (end >= start).then_some((start, Some(end)))
-}
-
-/// Registry names as references allow them, and never a path.
-fn check_registry(registry: &str) -> Result<(), Error> {
-    let ok = !registry.is_empty()
-        && registry.len() <= 255
-        && !registry.starts_with('.')
-        && !registry.contains("..")
-        && registry
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::InvalidReference {
-            text: truncate_for_message(registry),
-            reason: "invalid registry host".to_owned(),
-        })
-    }
-}
-
-/// `registry/repository@digest`, after checking both parts as a reference would.
-fn checked_name(registry: &str, repository: &str, digest: &Digest) -> Result<String, Error> {
-    check_registry(registry)?;
-    let name = format!("{registry}/{repository}@{digest}");
-    match Reference::parse(&name) {
-        Ok(r) if r.registry == registry && r.repository == repository => Ok(name),
-        Ok(_) => Err(Error::InvalidReference {
-            text: truncate_for_message(&name),
-            reason: "registry and repository do not form a normalized reference".to_owned(),
-        }),
-        Err(e) => Err(e),
-    }
-}
-
-fn base_url(scheme: &str, host: &str, registry: &str) -> Result<Url, Error> {
-    Url::parse(&format!("{scheme}://{host}/")).map_err(|e| Error::InvalidReference {
-        text: truncate_for_message(registry),
-        reason: format!("invalid registry host: {e}"),
-    })
-}
-
-/// `localhost`, `127.0.0.0/8` and `::1`, with or without a port.
-pub(crate) fn is_loopback_host(host_port: &str) -> bool {
-    let host = if let Some(rest) = host_port.strip_prefix('[') {
-        rest.split(']').next().unwrap_or("")
-    } else if host_port.matches(':').count() == 1 {
-        host_port.split(':').next().unwrap_or("")
-    } else {
-        host_port
-    };
-    let host = host.trim_end_matches('.');
-    host.eq_ignore_ascii_case("localhost")
-        || host.to_ascii_lowercase().ends_with(".localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-fn same_origin(a: &Url, b: &Url) -> bool {
-    a.scheme() == b.scheme()
-        && a.host_str() == b.host_str()
-        && a.port_or_known_default() == b.port_or_known_default()
-}
-
-/// A URL without query and fragment (signed redirect URLs carry secrets there).
-fn redact_url(url: &Url) -> String {
-    let mut u = url.clone();
-    u.set_query(None);
-    u.set_fragment(None);
-    let _ = u.set_password(None);
-    let _ = u.set_username("");
-    u.to_string()
-}
-
-fn header_value(text: &str) -> HeaderValue {
-    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
-/// A header value marked sensitive (hidden from `Debug`, never indexed by HTTP/2 HPACK).
-fn sensitive(text: &str) -> Result<HeaderValue, Error> {
-    let mut v = HeaderValue::from_str(text).map_err(|_| Error::Registry {
-        registry: String::new(),
-        message: "credentials or token contain characters not allowed in an HTTP header".to_owned(),
-    })?;
-    v.set_sensitive(true);
-    Ok(v)
-}
-
-fn basic_header(c: &Credentials) -> Result<HeaderValue, Error> {
-    let b64 =
-        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", c.username, c.password));
-    sensitive(&format!("Basic {b64}"))
-}
-
-fn read_pem_certs(path: &Path) -> Result<Vec<reqwest::Certificate>, Error> {
-    let pem = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let certs = reqwest::Certificate::from_pem_bundle(&pem).unwrap_or_default();
-    if certs.is_empty() {
-        return Err(Error::io(
-            path,
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "no PEM certificate in this file",
-            ),
-        ));
-    }
-    Ok(certs)
-}
-
-/// The causes of a reqwest error, innermost last, without the URL (it may carry a signed query).
-pub(crate) fn describe_reqwest_error(e: &reqwest::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    if e.is_timeout() {
-        parts.push("timed out".to_owned());
-    }
-    let mut src = e.source();
-    while let Some(s) = src {
-        let text = s.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        src = s.source();
-    }
-    // hyper's "client error (Connect)" only restates what the next cause says.
-    if parts.len() > 1 {
-        parts.retain(|p| !p.starts_with("client error ("));
-    }
-    if parts.is_empty() {
-        parts.push(e.without_url_string());
-    }
-    parts.join(": ")
-}
-
-trait WithoutUrl {
-    fn without_url_string(&self) -> String;
-}
-
-impl WithoutUrl for reqwest::Error {
-    fn without_url_string(&self) -> String {
-        let mut s = self.to_string();
-        if let Some(u) = self.url() {
-            s = s.replace(u.as_str(), &redact_url(u));
-        }
-        s
-    }
-}
-
-fn chain_text(e: &reqwest::Error) -> String {
-    let mut text = String::new();
-    let mut src = e.source();
-    while let Some(s) = src {
-        text.push_str(&s.to_string().to_ascii_lowercase());
-        text.push('\n');
-        src = s.source();
-    }
-    text
-}
-
-/// A failure of the TLS layer: certificate verification, handshake, protocol.
-fn is_tls_error(e: &reqwest::Error) -> bool {
-    let t = chain_text(e);
-    [
-        "certificate",
-        "tls",
-        "ssl",
-        "handshake",
-        "corrupt message",
-        "peer sent",
-        "alert",
-    ]
-    .iter()
-    .any(|k| t.contains(k))
-}
-
-/// Connection failures and timeouts may pass; other errors (invalid URL, body) will not.
-fn is_retryable_error(e: &reqwest::Error) -> bool {
-    if e.is_timeout() || e.is_connect() {
-        return true;
-    }
-    if e.is_request() || e.is_body() {
-        let mut src = e.source();
-        while let Some(s) = src {
-            if let Some(io) = s.downcast_ref::<std::io::Error>() {
-                use std::io::ErrorKind::*;
-                return matches!(
-                    io.kind(),
-                    ConnectionReset
-                        | ConnectionAborted
-                        | ConnectionRefused
-                        | BrokenPipe
-                        | UnexpectedEof
-                        | TimedOut
-                );
-            }
-            src = s.source();
-        }
-        // hyper's "connection closed before message completed" and the like.
-        return chain_text(e).contains("connection");
-    }
-    false
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn loopback_hosts() {
-        for h in [
-            "127.0.0.1:5000",
-            "127.1.2.3",
-            "localhost",
-            "localhost:5000",
-            "LOCALHOST",
-            "[::1]:5000",
-            "[::1]",
-            "::1",
-            "registry.localhost:80",
-        ] {
-            assert!(is_loopback_host(h), "{h}");
-        }
-        for h in [
-            "docker.io",
-            "10.0.0.1:5000",
-            "128.0.0.1",
-            "[::2]:5000",
-            "localhost.example",
-        ] {
-            assert!(!is_loopback_host(h), "{h}");
-        }
-    }
-
-    #[test]
-    fn content_ranges() {
-        let h = |v: &str| {
-            let mut m = HeaderMap::new();
-            m.insert(CONTENT_RANGE, HeaderValue::from_str(v).unwrap());
-            parse_content_range(&m)
-        };
-        assert_eq!(h("bytes 100-199/200"), Some((100, Some(199))));
-        assert_eq!(h("bytes 100-199/*"), Some((100, Some(199))));
-        assert_eq!(h("bytes */200"), None);
-        assert_eq!(h("bytes 5-1/200"), None);
-        assert_eq!(h("items 1-2/3"), None);
-    }
-
-    #[test]
-    fn media_types() {
-        assert_eq!(
-            media_type(Some(MEDIA_TYPE_DOCKER_MANIFEST), b"{}"),
-            MEDIA_TYPE_DOCKER_MANIFEST
-        );
-        assert_eq!(
-            media_type(
-                Some("application/json"),
-                br#"{"mediaType":"application/vnd.oci.image.index.v1+json"}"#
-            ),
-            MEDIA_TYPE_OCI_INDEX
-        );
-        assert_eq!(
-            media_type(None, br#"{"manifests":[]}"#),
-            MEDIA_TYPE_OCI_INDEX
-        );
-        assert_eq!(
-            media_type(None, br#"{"config":{}}"#),
-            MEDIA_TYPE_OCI_MANIFEST
-        );
-        assert_eq!(media_type(Some("text/plain"), b"x"), "text/plain");
-        assert_eq!(media_type(None, b"x"), "application/octet-stream");
-    }
-
-    #[test]
-    fn registry_names_are_checked() {
-        let d = Digest::of_bytes(b"");
-        assert!(checked_name("127.0.0.1:5000", "busybox", &d).is_ok());
-        assert!(checked_name("docker.io", "library/busybox", &d).is_ok());
-        for (reg, repo) in [
-            ("..", "x"),
-            ("a/b", "x"),
-            ("host.example", "../x"),
-            ("host.example", "UPPER"),
-            ("docker.io", "busybox"), // not normalized: docker.io/library/busybox
-            ("", "x"),
-        ] {
-            assert!(checked_name(reg, repo, &d).is_err(), "{reg} {repo}");
-        }
-    }
-
-    #[test]
-    fn redacts_signed_urls() {
-        let u = Url::parse("https://user:pw@cdn.example/blob?X-Amz-Signature=secret#f").unwrap();
-        assert_eq!(redact_url(&u), "https://cdn.example/blob");
     }
 }

@@ -17,9 +17,12 @@
 
 mod auth;
 mod client;
+mod http;
 mod retry;
 #[cfg(test)]
 mod tests;
+mod tls;
+mod transport;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -210,7 +213,7 @@ impl BlobResponse {
             message: format!(
                 "reading {}: {}",
                 self.what,
-                client::describe_reqwest_error(&e)
+                http::describe_reqwest_error(&e)
             ),
         })
     }
