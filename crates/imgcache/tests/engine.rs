@@ -7,18 +7,19 @@
 //! names of its own (a copy of the busybox fixture with one label added to its config) and is
 //! removed at the end.
 
-use std::collections::HashMap;
+mod support;
+
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use imgcache::engine::{Containerd, Crio, Docker, Engine, EngineKind, Podman};
 use imgcache::{Digest, Error, ImageId};
 use serde_json::{Value, json};
+use support::{set_mode, var};
 
 /// The busybox:v1 test image (`skopeo-docker-archive.tar`), amd64.
 const BUSYBOX_ID: &str = "sha256:3f22b83bc3fbbd5fb965afd0dc18b64fb9adc4d430119e33b425ab2ce15875d9";
@@ -28,34 +29,6 @@ const MULTIARCH_AMD64: &str =
     "sha256:c4aa72cd663b79ef1d0b5ae3847d3fd2cdf52f726b2fe040ef8ee22e0abfa936";
 const MULTIARCH_ARM64: &str =
     "sha256:408fb3453c0ff420f22e82b50238cdd9d4b3ec13aa7b17d9430ad0450f1ad23e";
-
-/// The variables of `<testenv>/env.sh`.
-fn env() -> &'static HashMap<String, String> {
-    static ENV: OnceLock<HashMap<String, String>> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let base = std::env::var_os("IMGCACHE_TESTENV")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/tmp/imgcache-testenv"));
-        let path = base.join("env.sh");
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-            panic!(
-                "{}: {e}: start the test environment first: run scripts/test.sh (or scripts/testenv/up.sh)",
-                path.display()
-            )
-        });
-        text.lines()
-            .filter_map(|l| l.strip_prefix("export "))
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.trim_matches(['\'', '"']).to_owned()))
-            .collect()
-    })
-}
-
-fn var(name: &str) -> &'static str {
-    env()
-        .get(name)
-        .unwrap_or_else(|| panic!("{name} missing from env.sh: run scripts/test.sh"))
-}
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(var("TEST_FIXTURES")).join(name)
@@ -750,8 +723,7 @@ esac
 "#,
     )
     .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    set_mode(&script, 0o755);
     script
 }
 

@@ -3,9 +3,9 @@
 //! (`scripts/test.sh` runs it). Faults (429, 5xx, redirects, tokens) are tested in the library's
 //! unit tests against a fake registry.
 
-use std::collections::HashMap;
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use imgcache::registry::{
     Credentials, MEDIA_TYPE_DOCKER_LIST, MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_OCI_INDEX,
@@ -13,34 +13,7 @@ use imgcache::registry::{
 };
 use imgcache::{Digest, Error, Reference};
 use serde_json::Value;
-
-/// The variables of `<testenv>/env.sh`.
-fn env() -> &'static HashMap<String, String> {
-    static ENV: OnceLock<HashMap<String, String>> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let base = std::env::var_os("IMGCACHE_TESTENV")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/tmp/imgcache-testenv"));
-        let path = base.join("env.sh");
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-            panic!(
-                "{}: {e}: start the test registries first: run scripts/test.sh (or scripts/testenv/up.sh)",
-                path.display()
-            )
-        });
-        text.lines()
-            .filter_map(|l| l.strip_prefix("export "))
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.trim_matches(['\'', '"']).to_owned()))
-            .collect()
-    })
-}
-
-fn var(name: &str) -> &'static str {
-    env()
-        .get(name)
-        .unwrap_or_else(|| panic!("{name} missing from env.sh: run scripts/test.sh"))
-}
+use support::var;
 
 /// `images-<registry>.json`: (ref, platform or "") → the entry.
 fn images(registry: &str) -> Vec<Value> {

@@ -1,5 +1,7 @@
 //! The content store and its lock files, through the public API.
 
+mod support;
+
 use std::fs;
 use std::path::Path;
 use std::sync::{Arc, Barrier};
@@ -10,6 +12,8 @@ use imgcache::Digest;
 use imgcache::Error;
 use imgcache::lock::{self, LockMode};
 use imgcache::store::{Ingest, IngestStart, STORE_VERSION, Store};
+#[cfg(unix)]
+use support::set_mode;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -41,12 +45,6 @@ fn dir_names(dir: &Path) -> Vec<String> {
 fn mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     fs::metadata(path).unwrap().permissions().mode() & 0o777
-}
-
-#[cfg(unix)]
-fn set_mode(path: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
 }
 
 #[test]

@@ -9,6 +9,10 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use super::{EngineImage, EngineKind, engine_error, listed_image, unavailable};
 use crate::error::Error;
 
 /// Deadline of a liveness check.
@@ -212,6 +216,186 @@ impl Cli {
     }
 }
 
+/// An engine's CLI as its adapter runs it: what the engine is, where, what its tool is called
+/// in messages and how that tool says "no engine there". A command that fails becomes the
+/// engine's error (unavailable when the tool's message says so); one that gives no output,
+/// likewise.
+pub(crate) struct EngineCli<'a> {
+    kind: EngineKind,
+    cli: &'a Cli,
+    /// The socket, address or store, for messages ([`super::Engine::endpoint`]).
+    endpoint: String,
+    /// The command as failure messages name it: `docker`, `ctr -n k8s.io`.
+    name: String,
+    /// The tool's words for "no engine there" (lowercase).
+    unreachable: &'static [&'static str],
+}
+
+impl<'a> EngineCli<'a> {
+    pub fn new(
+        kind: EngineKind,
+        cli: &'a Cli,
+        endpoint: impl Into<String>,
+        name: impl Into<String>,
+        unreachable: &'static [&'static str],
+    ) -> Self {
+        Self {
+            kind,
+            cli,
+            endpoint: endpoint.into(),
+            name: name.into(),
+            unreachable,
+        }
+    }
+
+    /// `args` within [`PING_TIMEOUT`]: any failure is "unavailable", with the tool's message.
+    pub fn ping(&self, args: &[&str]) -> Result<(), Error> {
+        let out = self.run(args, PING_TIMEOUT)?;
+        if !out.success() {
+            return Err(unavailable(self.kind, &self.endpoint, out.message()));
+        }
+        Ok(())
+    }
+
+    /// `args` within [`QUERY_TIMEOUT`], which must succeed: its output.
+    pub fn query(&self, args: &[&str]) -> Result<Output, Error> {
+        let out = self.run(args, QUERY_TIMEOUT)?;
+        self.succeeded(args, out)
+    }
+
+    /// [`EngineCli::query`], except that a failure whose message says one of `not_found`
+    /// (lowercase: the tool's words for "no such image") is `None`.
+    pub fn query_found(&self, args: &[&str], not_found: &[&str]) -> Result<Option<Output>, Error> {
+        let out = self.run(args, QUERY_TIMEOUT)?;
+        if !out.success() && says_any(&out.message(), not_found) {
+            return Ok(None);
+        }
+        self.succeeded(args, out).map(Some)
+    }
+
+    /// `NAME SUBCOMMAND... image` (`docker image inspect NAME`), which prints a JSON list:
+    /// its first element; `None` when the list is empty or the tool says one of `not_found`.
+    pub fn inspect(
+        &self,
+        subcommand: &[&str],
+        image: &str,
+        not_found: &[&str],
+    ) -> Result<Option<Inspect>, Error> {
+        let mut args = subcommand.to_vec();
+        args.push(image);
+        let Some(out) = self.query_found(&args, not_found)? else {
+            return Ok(None);
+        };
+        let what = format!("{} {}", self.name, subcommand.join(" "));
+        let list: Vec<Inspect> = parse_json(self.kind, &what, &out.stdout)?;
+        Ok(list.into_iter().next())
+    }
+
+    /// `args` with stdin written by `produce` (an image load), which must succeed.
+    pub fn load(
+        &self,
+        args: &[&str],
+        produce: &mut dyn FnMut(&mut dyn Write) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let out = self
+            .cli
+            .run_with_stdin(args, produce)
+            .map_err(|e| self.run_error(args, e))?;
+        self.succeeded(args, out).map(drop)
+    }
+
+    fn run(&self, args: &[&str], timeout: Duration) -> Result<Output, Error> {
+        self.cli
+            .run(args, timeout)
+            .map_err(|e| self.run_error(args, e))
+    }
+
+    /// `out` if the command succeeded; else the engine's error with the tool's message.
+    fn succeeded(&self, args: &[&str], out: Output) -> Result<Output, Error> {
+        if out.success() {
+            return Ok(out);
+        }
+        let msg = out.message();
+        Err(if says_any(&msg, self.unreachable) {
+            unavailable(self.kind, &self.endpoint, msg)
+        } else {
+            engine_error(
+                self.kind,
+                format!("`{} {}` failed: {msg}", self.name, args.join(" ")),
+            )
+        })
+    }
+
+    /// A command that gave no output, as an error.
+    fn run_error(&self, args: &[&str], e: RunError) -> Error {
+        let (kind, endpoint, cli) = (self.kind, self.endpoint.as_str(), self.cli);
+        match e {
+            RunError::Spawn(e) if e.kind() == io::ErrorKind::NotFound => unavailable(
+                kind,
+                endpoint,
+                format!(
+                    "the `{}` command is not installed (or not on the PATH)",
+                    cli.program.display()
+                ),
+            ),
+            RunError::Spawn(e) => unavailable(
+                kind,
+                endpoint,
+                format!("cannot run `{}`: {e}", cli.program.display()),
+            ),
+            RunError::Timeout(t) => unavailable(
+                kind,
+                endpoint,
+                format!(
+                    "`{}` gave no answer within {} s",
+                    cli.display(args),
+                    t.as_secs()
+                ),
+            ),
+            RunError::TooMuchOutput => engine_error(
+                kind,
+                format!("`{}` printed more output than expected", cli.display(args)),
+            ),
+            RunError::Input(e) => e,
+            RunError::Wait(e) => {
+                engine_error(kind, format!("waiting for `{}`: {e}", cli.display(args)))
+            }
+        }
+    }
+}
+
+/// Whether the tool's message `msg` says one of `words` (lowercase), in any case.
+fn says_any(msg: &str, words: &[&str]) -> bool {
+    let m = msg.to_ascii_lowercase();
+    words.iter().any(|w| m.contains(w))
+}
+
+/// The JSON a command printed; `what` names the command in the error.
+pub(crate) fn parse_json<T: DeserializeOwned>(
+    kind: EngineKind,
+    what: &str,
+    json: &[u8],
+) -> Result<T, Error> {
+    serde_json::from_slice(json)
+        .map_err(|e| engine_error(kind, format!("`{what}` printed unexpected JSON: {e}")))
+}
+
+/// One image of `docker image inspect` / `podman image inspect` (Docker's
+/// `GET /images/NAME/json` answers the same object).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct Inspect {
+    pub id: String,
+    #[serde(default)]
+    pub repo_tags: Option<Vec<String>>,
+}
+
+impl Inspect {
+    pub fn into_image(self, kind: EngineKind) -> Result<EngineImage, Error> {
+        listed_image(kind, self.id, self.repo_tags)
+    }
+}
+
 fn kill(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
@@ -397,6 +581,108 @@ mod tests {
         let out = cli.run_with_stdin(&args(&a), &mut produce).unwrap();
         assert!(!out.success());
         assert_eq!(out.message(), "invalid tar header");
+    }
+
+    /// A stand-in engine tool: `script` sees the adapter's arguments as `$1`...
+    fn tool(script: &str) -> Cli {
+        let mut cli = Cli::new("/bin/sh");
+        cli.global_args = vec!["-c".to_owned(), script.to_owned(), "tool".to_owned()];
+        cli
+    }
+
+    fn engine_cli(cli: &Cli) -> EngineCli<'_> {
+        EngineCli::new(
+            EngineKind::Podman,
+            cli,
+            "the endpoint",
+            "tool",
+            &["no daemon"],
+        )
+    }
+
+    #[test]
+    fn engine_cli_failures_are_the_engines_errors() {
+        let cli = tool("echo \"Error: $2 went wrong\" >&2; exit 1");
+        match engine_cli(&cli).query(&["tag", "a", "b"]) {
+            Err(Error::Engine { engine, message }) => {
+                assert_eq!(engine, "podman");
+                assert_eq!(message, "`tool tag a b` failed: Error: a went wrong");
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = tool("echo 'Error: No Daemon at the socket' >&2; exit 125");
+        match engine_cli(&cli).query(&["tag", "a", "b"]) {
+            Err(Error::EngineUnavailable {
+                endpoint, message, ..
+            }) => {
+                assert_eq!(endpoint, "the endpoint");
+                assert!(
+                    message.starts_with("Error: No Daemon at the socket; "),
+                    "{message}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // A ping that fails is "unavailable" whatever the tool says.
+        let cli = tool("echo 'something else' >&2; exit 1");
+        assert!(matches!(
+            engine_cli(&cli).ping(&["version"]),
+            Err(Error::EngineUnavailable { .. })
+        ));
+        let cli = Cli::new("/nonexistent/imgcache-no-such-tool");
+        match engine_cli(&cli).ping(&["version"]) {
+            Err(e @ Error::EngineUnavailable { .. }) => {
+                assert!(e.to_string().contains("is not installed"), "{e}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn engine_cli_inspect() {
+        let cli = tool(
+            r#"case "$3" in
+              one) echo '[{"Id":"x1","RepoTags":["a:1"]},{"Id":"x2"}]' ;;
+              empty) echo '[]' ;;
+              junk) echo 'not json' ;;
+              *) echo "Error: $3: image not known" >&2; exit 125 ;;
+            esac"#,
+        );
+        let e = engine_cli(&cli);
+        let not_found = ["image not known"];
+        let first = e
+            .inspect(&["image", "inspect"], "one", &not_found)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (first.id.as_str(), first.repo_tags),
+            ("x1", Some(vec!["a:1".to_owned()]))
+        );
+        assert!(
+            e.inspect(&["image", "inspect"], "empty", &not_found)
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            e.inspect(&["image", "inspect"], "other", &not_found)
+                .unwrap()
+                .is_none()
+        );
+        match e.inspect(&["image", "inspect"], "junk", &not_found) {
+            Err(Error::Engine { message, .. }) => assert!(
+                message.starts_with("`tool image inspect` printed unexpected JSON: "),
+                "{message}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // Without its words for "not found", a missing image is a failure.
+        match e.inspect(&["image", "inspect"], "other", &[]) {
+            Err(Error::Engine { message, .. }) => assert_eq!(
+                message,
+                "`tool image inspect other` failed: Error: other: image not known"
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

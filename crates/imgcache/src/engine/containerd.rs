@@ -13,10 +13,10 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::cli::{Cli, Output, PING_TIMEOUT, QUERY_TIMEOUT};
+use super::cli::{Cli, EngineCli};
 use super::{
     Engine, EngineImage, EngineKind, check_socket, engine_error, names_reference, parse_reference,
-    run_error, tag_reference, unavailable, unix_socket_path,
+    tag_reference, unix_socket_path,
 };
 use crate::digest::{Digest, ImageId};
 use crate::error::Error;
@@ -101,35 +101,14 @@ impl Containerd {
         &self.namespace
     }
 
-    fn run(&self, args: &[&str]) -> Result<Output, Error> {
-        self.cli
-            .run(args, QUERY_TIMEOUT)
-            .map_err(|e| run_error(KIND, &self.endpoint(), &self.cli, args, e))
-    }
-
-    fn failed(&self, args: &[&str], out: &Output) -> Error {
-        let msg = out.message();
-        if unreachable(&msg) {
-            unavailable(KIND, &self.endpoint(), msg)
-        } else {
-            engine_error(
-                KIND,
-                format!(
-                    "`ctr -n {} {}` failed: {msg}",
-                    self.namespace,
-                    args.join(" ")
-                ),
-            )
-        }
+    fn tool(&self) -> EngineCli<'_> {
+        let name = format!("ctr -n {}", self.namespace);
+        EngineCli::new(KIND, &self.cli, self.endpoint(), name, UNREACHABLE)
     }
 
     /// `ctr images ls`: every image record of the namespace.
     fn records(&self) -> Result<Vec<Record>, Error> {
-        let args = ["images", "ls"];
-        let out = self.run(&args)?;
-        if !out.success() {
-            return Err(self.failed(&args, &out));
-        }
+        let out = self.tool().query(&["images", "ls"])?;
         parse_images_table(&String::from_utf8_lossy(&out.stdout))
             .map_err(|e| engine_error(KIND, format!("`ctr images ls`: {e}")))
     }
@@ -137,25 +116,18 @@ impl Containerd {
     /// `ctr content get DIGEST`: `None` when the content store lacks it.
     fn content(&self, digest: &Digest) -> Result<Option<Vec<u8>>, Error> {
         let d = digest.to_string();
-        let args = ["content", "get", d.as_str()];
-        let out = self.run(&args)?;
-        if !out.success() {
-            if out.message().to_ascii_lowercase().contains("not found") {
-                return Ok(None);
-            }
-            return Err(self.failed(&args, &out));
-        }
-        Ok(Some(out.stdout))
+        let out = self
+            .tool()
+            .query_found(&["content", "get", d.as_str()], &["not found"])?;
+        Ok(out.map(|o| o.stdout))
     }
 
     /// Whether the namespace's content store holds `digest` at all (one cheap call).
     fn has_content(&self, digest: &Digest) -> Result<bool, Error> {
         let filter = format!("digest=={digest}");
-        let args = ["content", "ls", "--quiet", filter.as_str()];
-        let out = self.run(&args)?;
-        if !out.success() {
-            return Err(self.failed(&args, &out));
-        }
+        let out = self
+            .tool()
+            .query(&["content", "ls", "--quiet", filter.as_str()])?;
         Ok(String::from_utf8_lossy(&out.stdout)
             .lines()
             .any(|l| l.trim() == digest.to_string()))
@@ -242,15 +214,7 @@ impl Engine for Containerd {
 
     fn ping(&self) -> Result<(), Error> {
         self.ping_socket()?;
-        let args = ["version"];
-        let out = self
-            .cli
-            .run(&args, PING_TIMEOUT)
-            .map_err(|e| run_error(KIND, &self.endpoint(), &self.cli, &args, e))?;
-        if !out.success() {
-            return Err(unavailable(KIND, &self.endpoint(), out.message()));
-        }
-        Ok(())
+        self.tool().ping(&["version"])
     }
 
     fn image(&self, image_id: &ImageId) -> Result<Option<EngineImage>, Error> {
@@ -288,14 +252,7 @@ impl Engine for Containerd {
             args.extend(["--snapshotter", s.as_str()]);
         }
         args.push("-");
-        let out = self
-            .cli
-            .run_with_stdin(&args, produce)
-            .map_err(|e| run_error(KIND, &self.endpoint(), &self.cli, &args, e))?;
-        if !out.success() {
-            return Err(self.failed(&args, &out));
-        }
-        Ok(())
+        self.tool().load(&args, produce)
     }
 
     fn tag(&self, image_id: &ImageId, reference: &str) -> Result<(), Error> {
@@ -318,11 +275,7 @@ impl Engine for Containerd {
             names[0].as_str(),
             target.as_str(),
         ];
-        let out = self.run(&args)?;
-        if !out.success() {
-            return Err(self.failed(&args, &out));
-        }
-        Ok(())
+        self.tool().query(&args).map(drop)
     }
 }
 
@@ -334,12 +287,11 @@ impl Containerd {
 }
 
 /// ctr's words for "no daemon there".
-fn unreachable(msg: &str) -> bool {
-    let m = msg.to_ascii_lowercase();
-    m.contains("failed to dial")
-        || m.contains("connection refused")
-        || m.contains("transport: error while dialing")
-}
+const UNREACHABLE: &[&str] = &[
+    "failed to dial",
+    "connection refused",
+    "transport: error while dialing",
+];
 
 /// `ctr images ls`: `REF TYPE DIGEST SIZE PLATFORMS LABELS`, whitespace-aligned; a name
 /// never contains whitespace. Records whose digest is not sha256 are skipped.

@@ -13,10 +13,10 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::cli::{Cli, Output, PING_TIMEOUT, QUERY_TIMEOUT};
+use super::cli::{Cli, EngineCli, parse_json};
 use super::{
-    Engine, EngineImage, EngineKind, check_socket, engine_error, names_reference, normalize_id,
-    parse_reference, run_error, unavailable,
+    Engine, EngineImage, EngineKind, check_socket, engine_error, listed_image, names_reference,
+    parse_reference, unix_url,
 };
 use crate::digest::ImageId;
 use crate::error::Error;
@@ -34,11 +34,7 @@ pub struct Crio {
 impl Crio {
     /// The CRI runtime at `endpoint` (`unix:///var/run/crio/crio.sock`, or just the path).
     pub fn new(endpoint: &str) -> Self {
-        let endpoint = if endpoint.starts_with('/') {
-            format!("unix://{endpoint}")
-        } else {
-            endpoint.to_owned()
-        };
+        let endpoint = unix_url(endpoint);
         let mut cli = Cli::new("crictl");
         cli.global_args = vec![
             "--runtime-endpoint".into(),
@@ -72,25 +68,14 @@ impl Crio {
         self
     }
 
-    fn run(&self, args: &[&str]) -> Result<Output, Error> {
-        self.cli
-            .run(args, QUERY_TIMEOUT)
-            .map_err(|e| run_error(KIND, &self.endpoint, &self.cli, args, e))
+    fn tool(&self) -> EngineCli<'_> {
+        EngineCli::new(KIND, &self.cli, &self.endpoint, "crictl", UNREACHABLE)
     }
 
     /// Every image CRI-O has, IDs normalized.
     fn images(&self) -> Result<Vec<EngineImage>, Error> {
         check_socket(KIND, &self.endpoint, &self.endpoint)?;
-        let args = ["images", "--output", "json"];
-        let out = self.run(&args)?;
-        if !out.success() {
-            let msg = out.message();
-            return Err(if unreachable(&msg) {
-                unavailable(KIND, &self.endpoint, msg)
-            } else {
-                engine_error(KIND, format!("`crictl {}` failed: {msg}", args.join(" ")))
-            });
-        }
+        let out = self.tool().query(&["images", "--output", "json"])?;
         parse_images(&out.stdout)
     }
 }
@@ -106,15 +91,7 @@ impl Engine for Crio {
 
     fn ping(&self) -> Result<(), Error> {
         check_socket(KIND, &self.endpoint, &self.endpoint)?;
-        let args = ["version"];
-        let out = self
-            .cli
-            .run(&args, PING_TIMEOUT)
-            .map_err(|e| run_error(KIND, &self.endpoint, &self.cli, &args, e))?;
-        if !out.success() {
-            return Err(unavailable(KIND, &self.endpoint, out.message()));
-        }
-        Ok(())
+        self.tool().ping(&["version"])
     }
 
     fn image(&self, image_id: &ImageId) -> Result<Option<EngineImage>, Error> {
@@ -149,19 +126,14 @@ impl Engine for Crio {
 }
 
 /// crictl's words for "no runtime there".
-fn unreachable(msg: &str) -> bool {
-    let m = msg.to_ascii_lowercase();
-    [
-        "connection error",
-        "failed to connect",
-        "validate service connection",
-        "context deadline exceeded",
-        "connect: no such file or directory",
-        "connection refused",
-    ]
-    .iter()
-    .any(|p| m.contains(p))
-}
+const UNREACHABLE: &[&str] = &[
+    "connection error",
+    "failed to connect",
+    "validate service connection",
+    "context deadline exceeded",
+    "connect: no such file or directory",
+    "connection refused",
+];
 
 #[derive(Deserialize)]
 struct ListImages {
@@ -179,21 +151,10 @@ struct CriImage {
 
 /// `crictl images -o json`.
 fn parse_images(json: &[u8]) -> Result<Vec<EngineImage>, Error> {
-    let list: ListImages = serde_json::from_slice(json).map_err(|e| {
-        engine_error(
-            KIND,
-            format!("`crictl images -o json` printed unexpected JSON: {e}"),
-        )
-    })?;
+    let list: ListImages = parse_json(KIND, "crictl images -o json", json)?;
     list.images
         .unwrap_or_default()
         .into_iter()
-        .map(|i| {
-            Ok(EngineImage {
-                image_id: normalize_id(KIND, &i.id)?,
-                engine_id: i.id,
-                tags: i.repo_tags.unwrap_or_default(),
-            })
-        })
+        .map(|i| listed_image(KIND, i.id, i.repo_tags))
         .collect()
 }

@@ -24,10 +24,10 @@ use std::sync::OnceLock;
 
 use serde::Deserialize;
 
-use super::cli::{Cli, Output, PING_TIMEOUT, QUERY_TIMEOUT};
+use super::cli::{Cli, EngineCli, Inspect, PING_TIMEOUT, QUERY_TIMEOUT};
 use super::{
-    Containerd, Engine, EngineImage, EngineKind, check_socket, engine_error, normalize_id,
-    parse_reference, run_error, tag_reference, unavailable, unix_socket_path,
+    Containerd, Engine, EngineImage, EngineKind, check_socket, engine_error, parse_reference,
+    tag_reference, unavailable, unix_socket_path, unix_url,
 };
 use crate::digest::{Digest, ImageId};
 use crate::error::Error;
@@ -72,11 +72,7 @@ impl Docker {
     /// Docker at `host`: `unix:///path/docker.sock` (or just the path; spoken to directly),
     /// `tcp://...`, `ssh://...` (through the `docker` CLI).
     pub fn new(host: &str) -> Self {
-        let host = if host.starts_with('/') {
-            format!("unix://{host}")
-        } else {
-            host.to_owned()
-        };
+        let host = unix_url(host);
         let mut cli = Cli::new("docker");
         cli.global_args = vec!["--host".into(), host.clone()];
         Self {
@@ -134,19 +130,9 @@ impl Docker {
         self
     }
 
-    fn run(&self, args: &[&str]) -> Result<Output, Error> {
-        self.cli
-            .run(args, QUERY_TIMEOUT)
-            .map_err(|e| run_error(KIND, &self.host, &self.cli, args, e))
-    }
-
-    fn failed(&self, args: &[&str], out: &Output) -> Error {
-        let msg = out.message();
-        if unreachable(&msg) {
-            unavailable(KIND, &self.host, msg)
-        } else {
-            engine_error(KIND, format!("`docker {}` failed: {msg}", args.join(" ")))
-        }
+    /// The `docker` CLI (for hosts that are not a unix socket).
+    fn tool(&self) -> EngineCli<'_> {
+        EngineCli::new(KIND, &self.cli, &self.host, "docker", UNREACHABLE)
     }
 
     /// A request that got no answer.
@@ -194,12 +180,9 @@ impl Docker {
                 r.body
             }
             None => {
-                let args = ["info", "--format", "{{json .}}"];
-                let out = self.run(&args)?;
-                if !out.success() {
-                    return Err(self.failed(&args, &out));
-                }
-                out.stdout
+                self.tool()
+                    .query(&["info", "--format", "{{json .}}"])?
+                    .stdout
             }
         };
         serde_json::from_slice(&bytes)
@@ -261,21 +244,8 @@ impl Docker {
                 engine_error(KIND, format!("`GET {path}` gave unexpected JSON: {e}"))
             });
         }
-        let args = ["image", "inspect", name];
-        let out = self.run(&args)?;
-        if !out.success() {
-            if out.message().to_ascii_lowercase().contains("no such image") {
-                return Ok(None);
-            }
-            return Err(self.failed(&args, &out));
-        }
-        let list: Vec<Inspect> = serde_json::from_slice(&out.stdout).map_err(|e| {
-            engine_error(
-                KIND,
-                format!("`docker image inspect` printed unexpected JSON: {e}"),
-            )
-        })?;
-        Ok(list.into_iter().next())
+        self.tool()
+            .inspect(&["image", "inspect"], name, &["no such image"])
     }
 
     fn via_containerd<T>(&self, c: &Containerd, r: Result<T, Error>) -> Result<T, Error> {
@@ -341,15 +311,8 @@ impl Engine for Docker {
             return Ok(());
         }
         check_socket(KIND, &self.host, &self.host)?;
-        let args = ["version", "--format", "{{.Server.APIVersion}}"];
-        let out = self
-            .cli
-            .run(&args, PING_TIMEOUT)
-            .map_err(|e| run_error(KIND, &self.host, &self.cli, &args, e))?;
-        if !out.success() {
-            return Err(unavailable(KIND, &self.host, out.message()));
-        }
-        Ok(())
+        self.tool()
+            .ping(&["version", "--format", "{{.Server.APIVersion}}"])
     }
 
     fn image(&self, image_id: &ImageId) -> Result<Option<EngineImage>, Error> {
@@ -362,7 +325,7 @@ impl Engine for Docker {
             // Only the classic store reports config digests as IDs (the containerd store
             // reports manifest digests): no need to ask `/info`.
             let _ = self.store.set(Store::Classic);
-            return Ok(Some(found.into_image()?));
+            return Ok(Some(found.into_image(KIND)?));
         }
         match self.store()? {
             Store::Classic => Ok(None),
@@ -375,7 +338,7 @@ impl Engine for Docker {
         match self.store()? {
             Store::Classic => self
                 .inspect(&r.to_string())?
-                .map(Inspect::into_image)
+                .map(|i| i.into_image(KIND))
                 .transpose(),
             Store::Containerd(c) => self.via_containerd(c, c.image_for_ref(reference)),
         }
@@ -389,15 +352,7 @@ impl Engine for Docker {
             return self.load_api(api, produce);
         }
         check_socket(KIND, &self.host, &self.host)?;
-        let args = ["load"];
-        let out = self
-            .cli
-            .run_with_stdin(&args, produce)
-            .map_err(|e| run_error(KIND, &self.host, &self.cli, &args, e))?;
-        if !out.success() {
-            return Err(self.failed(&args, &out));
-        }
-        Ok(())
+        self.tool().load(&["load"], produce)
     }
 
     fn tag(&self, image_id: &ImageId, reference: &str) -> Result<(), Error> {
@@ -432,12 +387,9 @@ impl Engine for Docker {
             }
             return Ok(());
         }
-        let args = ["tag", img.engine_id.as_str(), target.as_str()];
-        let out = self.run(&args)?;
-        if !out.success() {
-            return Err(self.failed(&args, &out));
-        }
-        Ok(())
+        self.tool()
+            .query(&["tag", img.engine_id.as_str(), target.as_str()])
+            .map(drop)
     }
 }
 
@@ -485,35 +437,12 @@ fn stream_error(body: &[u8]) -> Result<Option<String>, Error> {
 }
 
 /// The CLI's words for "no daemon there".
-fn unreachable(msg: &str) -> bool {
-    let m = msg.to_ascii_lowercase();
-    [
-        "cannot connect to the docker daemon",
-        "permission denied while trying to connect",
-        "error during connect",
-        "is the docker daemon running",
-    ]
-    .iter()
-    .any(|p| m.contains(p))
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct Inspect {
-    id: String,
-    #[serde(default)]
-    repo_tags: Option<Vec<String>>,
-}
-
-impl Inspect {
-    fn into_image(self) -> Result<EngineImage, Error> {
-        Ok(EngineImage {
-            image_id: normalize_id(KIND, &self.id)?,
-            engine_id: self.id,
-            tags: self.repo_tags.unwrap_or_default(),
-        })
-    }
-}
+const UNREACHABLE: &[&str] = &[
+    "cannot connect to the docker daemon",
+    "permission denied while trying to connect",
+    "error during connect",
+    "is the docker daemon running",
+];
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "PascalCase", default)]

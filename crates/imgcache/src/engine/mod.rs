@@ -54,7 +54,6 @@ pub use podman::Podman;
 use crate::digest::ImageId;
 use crate::error::Error;
 use crate::reference::Reference;
-use cli::{Cli, RunError};
 
 /// The engines imgcache hands images to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -331,6 +330,15 @@ pub(crate) fn unix_socket_path(endpoint: &str) -> Option<PathBuf> {
     (e.starts_with('/')).then(|| PathBuf::from(e))
 }
 
+/// A bare socket path as a `unix://` URL; any other endpoint as it is.
+pub(crate) fn unix_url(endpoint: &str) -> String {
+    if endpoint.starts_with('/') {
+        format!("unix://{endpoint}")
+    } else {
+        endpoint.to_owned()
+    }
+}
+
 pub(crate) fn unavailable(kind: EngineKind, endpoint: &str, why: impl fmt::Display) -> Error {
     Error::EngineUnavailable {
         engine: kind.to_string(),
@@ -359,48 +367,6 @@ pub(crate) fn check_socket(kind: EngineKind, socket: &str, endpoint: &str) -> Re
         })?;
     }
     Ok(())
-}
-
-/// A command that gave no output, as an error.
-pub(crate) fn run_error(
-    kind: EngineKind,
-    endpoint: &str,
-    cli: &Cli,
-    args: &[&str],
-    e: RunError,
-) -> Error {
-    match e {
-        RunError::Spawn(e) if e.kind() == io::ErrorKind::NotFound => unavailable(
-            kind,
-            endpoint,
-            format!(
-                "the `{}` command is not installed (or not on the PATH)",
-                cli.program.display()
-            ),
-        ),
-        RunError::Spawn(e) => unavailable(
-            kind,
-            endpoint,
-            format!("cannot run `{}`: {e}", cli.program.display()),
-        ),
-        RunError::Timeout(t) => unavailable(
-            kind,
-            endpoint,
-            format!(
-                "`{}` gave no answer within {} s",
-                cli.display(args),
-                t.as_secs()
-            ),
-        ),
-        RunError::TooMuchOutput => engine_error(
-            kind,
-            format!("`{}` printed more output than expected", cli.display(args)),
-        ),
-        RunError::Input(e) => e,
-        RunError::Wait(e) => {
-            engine_error(kind, format!("waiting for `{}`: {e}", cli.display(args)))
-        }
-    }
 }
 
 /// A user's reference, parsed (names are compared normalized: `busybox` is
@@ -436,6 +402,20 @@ pub(crate) fn normalize_id(kind: EngineKind, text: &str) -> Result<ImageId, Erro
                 crate::digest::truncate_for_message(text)
             ),
         )
+    })
+}
+
+/// An image as an engine lists it: the ID the engine reports (normalized into the image ID)
+/// and its names, if any.
+pub(crate) fn listed_image(
+    kind: EngineKind,
+    engine_id: String,
+    tags: Option<Vec<String>>,
+) -> Result<EngineImage, Error> {
+    Ok(EngineImage {
+        image_id: normalize_id(kind, &engine_id)?,
+        engine_id,
+        tags: tags.unwrap_or_default(),
     })
 }
 

@@ -8,12 +8,10 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use serde::Deserialize;
-
-use super::cli::{Cli, Output, PING_TIMEOUT, QUERY_TIMEOUT};
+use super::cli::{Cli, EngineCli};
 use super::{
-    Engine, EngineImage, EngineKind, check_socket, engine_error, normalize_id, parse_reference,
-    run_error, tag_reference, unavailable,
+    Engine, EngineImage, EngineKind, check_socket, engine_error, parse_reference, tag_reference,
+    unix_url,
 };
 use crate::digest::ImageId;
 use crate::error::Error;
@@ -43,11 +41,7 @@ impl Podman {
     /// A Podman service (`podman system service`) at `url`: `unix:///run/podman/podman.sock`,
     /// `ssh://user@host/run/podman/podman.sock`...
     pub fn remote(url: &str) -> Self {
-        let url = if url.starts_with('/') {
-            format!("unix://{url}")
-        } else {
-            url.to_owned()
-        };
+        let url = unix_url(url);
         let mut cli = Cli::new("podman");
         cli.global_args = vec!["--remote".into(), "--url".into(), url.clone()];
         Self {
@@ -84,46 +78,28 @@ impl Podman {
         self
     }
 
-    fn run(&self, args: &[&str]) -> Result<Output, Error> {
-        self.cli
-            .run(args, QUERY_TIMEOUT)
-            .map_err(|e| run_error(KIND, &self.endpoint(), &self.cli, args, e))
+    fn tool(&self) -> EngineCli<'_> {
+        EngineCli::new(KIND, &self.cli, self.endpoint(), "podman", UNREACHABLE)
     }
 
-    fn failed(&self, args: &[&str], out: &Output) -> Error {
-        let msg = out.message();
-        if unreachable(&msg) {
-            unavailable(KIND, &self.endpoint(), msg)
-        } else {
-            engine_error(KIND, format!("`podman {}` failed: {msg}", args.join(" ")))
+    /// A Podman service's socket, named at once when missing or refusing.
+    fn check_service(&self) -> Result<(), Error> {
+        match &self.url {
+            Some(url) => check_socket(KIND, url, url),
+            None => Ok(()),
         }
     }
 
     /// `podman image inspect NAME`: `None` when Podman has no such image.
     fn inspect(&self, name: &str) -> Result<Option<EngineImage>, Error> {
-        let args = ["image", "inspect", name];
-        let out = self.run(&args)?;
-        if !out.success() {
-            let m = out.message().to_ascii_lowercase();
-            if m.contains("image not known") || m.contains("no such image") {
-                return Ok(None);
-            }
-            return Err(self.failed(&args, &out));
-        }
-        let list: Vec<Inspect> = serde_json::from_slice(&out.stdout).map_err(|e| {
-            engine_error(
-                KIND,
-                format!("`podman image inspect` printed unexpected JSON: {e}"),
-            )
-        })?;
-        let Some(first) = list.into_iter().next() else {
-            return Ok(None);
-        };
-        Ok(Some(EngineImage {
-            image_id: normalize_id(KIND, &first.id)?,
-            engine_id: first.id,
-            tags: first.repo_tags.unwrap_or_default(),
-        }))
+        self.tool()
+            .inspect(
+                &["image", "inspect"],
+                name,
+                &["image not known", "no such image"],
+            )?
+            .map(|i| i.into_image(KIND))
+            .transpose()
     }
 }
 
@@ -141,18 +117,9 @@ impl Engine for Podman {
     }
 
     fn ping(&self) -> Result<(), Error> {
-        if let Some(url) = &self.url {
-            check_socket(KIND, url, url)?;
-        }
-        let args = ["info", "--format", "{{.Store.GraphRoot}}"];
-        let out = self
-            .cli
-            .run(&args, PING_TIMEOUT)
-            .map_err(|e| run_error(KIND, &self.endpoint(), &self.cli, &args, e))?;
-        if !out.success() {
-            return Err(unavailable(KIND, &self.endpoint(), out.message()));
-        }
-        Ok(())
+        self.check_service()?;
+        self.tool()
+            .ping(&["info", "--format", "{{.Store.GraphRoot}}"])
     }
 
     fn image(&self, image_id: &ImageId) -> Result<Option<EngineImage>, Error> {
@@ -170,18 +137,8 @@ impl Engine for Podman {
         &self,
         produce: &mut dyn FnMut(&mut dyn Write) -> Result<(), Error>,
     ) -> Result<(), Error> {
-        if let Some(url) = &self.url {
-            check_socket(KIND, url, url)?;
-        }
-        let args = ["load", "--quiet"];
-        let out = self
-            .cli
-            .run_with_stdin(&args, produce)
-            .map_err(|e| run_error(KIND, &self.endpoint(), &self.cli, &args, e))?;
-        if !out.success() {
-            return Err(self.failed(&args, &out));
-        }
-        Ok(())
+        self.check_service()?;
+        self.tool().load(&["load", "--quiet"], produce)
     }
 
     fn tag(&self, image_id: &ImageId, reference: &str) -> Result<(), Error> {
@@ -196,25 +153,11 @@ impl Engine for Podman {
             )
         })?;
         let target = r.to_string();
-        let args = ["tag", img.engine_id.as_str(), target.as_str()];
-        let out = self.run(&args)?;
-        if !out.success() {
-            return Err(self.failed(&args, &out));
-        }
-        Ok(())
+        self.tool()
+            .query(&["tag", img.engine_id.as_str(), target.as_str()])
+            .map(drop)
     }
 }
 
 /// The CLI's words for "no service there".
-fn unreachable(msg: &str) -> bool {
-    let m = msg.to_ascii_lowercase();
-    m.contains("cannot connect to podman") || m.contains("unable to connect to podman")
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct Inspect {
-    id: String,
-    #[serde(default)]
-    repo_tags: Option<Vec<String>>,
-}
+const UNREACHABLE: &[&str] = &["cannot connect to podman", "unable to connect to podman"];
