@@ -29,6 +29,14 @@
 //! # Ok(()) }
 //! ```
 //!
+//! The modules follow the flow of an image: [`reference`] names it, [`registry`] fetches it as a
+//! verified stream into the [`store`] (blobs, by digest) and the [`index`] (what each reference
+//! resolved to); [`archive`] reads any tarball dialect and writes loadable ones, [`verify`]
+//! checks them, [`engine`] asks Docker, Podman, containerd or CRI-O what they hold and hands
+//! them images. [`cache`] is the facade over all of it, one file per command (`cache/pull.rs`,
+//! `cache/load.rs`, ...). [`digest`], [`platform`], [`compression`], [`lock`] and [`error`]
+//! are the small shared pieces.
+//!
 //! Verifying a tarball a tool keeps:
 //!
 //! ```no_run
