@@ -18,12 +18,6 @@ fn every_real_fixture_verifies_deep_with_its_independent_image_ids() {
             f.producer, run.stdout, run.stderr
         );
         let doc = run.json();
-        let ids: Vec<&str> = doc["files"][0]["images"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| i["image_id"].as_str().unwrap())
-            .collect();
-        assert_eq!(ids, f.image_ids, "{}", f.producer);
+        assert_eq!(image_ids(&doc["files"][0]), f.image_ids, "{}", f.producer);
     }
 }

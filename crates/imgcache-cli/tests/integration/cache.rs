@@ -7,430 +7,21 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
+use std::process::{Child, Command};
 use std::thread;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::support::*;
 
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 /// Written in `--creds` or an auth file: must never be printed.
 const MARKER_PASSWORD: &str = "MARKERpw123";
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-fn registry() -> &'static str {
-    &env().vars["TEST_REGISTRY"]
-}
-
-fn digest_of(data: &[u8]) -> String {
-    format!("sha256:{}", sha256_hex(data))
-}
-
-fn hex(digest: &str) -> &str {
-    digest.strip_prefix("sha256:").unwrap_or(digest)
-}
-
-fn nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-}
-
-/// A repository name no other test (or earlier run) uses.
-fn unique_repo(what: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "test-{what}-{}-{}-{}",
-        std::process::id(),
-        nanos() % 1_000_000_000,
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// Incompressible bytes, different on every call.
-fn random_bytes(len: usize) -> Vec<u8> {
-    static N: AtomicU64 = AtomicU64::new(1);
-    let mut x = nanos()
-        ^ (u64::from(std::process::id()) << 32)
-        ^ N.fetch_add(1, Ordering::Relaxed)
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    x |= 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-fn base64(data: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in data.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// One gzip layer: a tar holding one file of random bytes.
-#[derive(Clone)]
-struct Layer {
-    blob: Vec<u8>,
-    digest: String,
-    diff_id: String,
-}
-
-fn layer(size: usize) -> Layer {
-    let data = random_bytes(size);
-    let mut b = tar::Builder::new(Vec::new());
-    let mut h = tar::Header::new_gnu();
-    h.set_entry_type(tar::EntryType::Regular);
-    h.set_size(size as u64);
-    h.set_mode(0o644);
-    h.set_mtime(0);
-    b.append_data(
-        &mut h,
-        format!("data/{}", sha256_hex(&data[..64.min(size)])),
-        &data[..],
-    )
-    .unwrap();
-    let tar = b.into_inner().unwrap();
-    let blob = gzip(&tar);
-    Layer {
-        digest: digest_of(&blob),
-        diff_id: digest_of(&tar),
-        blob,
-    }
-}
-
-/// An image pushed to the plain test registry as `<repo>:v1`.
-#[derive(Clone, Debug)]
-struct Image {
-    repo: String,
-    reference: String,
-    manifest_digest: String,
-    manifest_size: u64,
-    config_digest: String,
-    config_size: u64,
-    layers: Vec<(String, u64)>,
-    diff_ids: Vec<String>,
-}
-
-impl Image {
-    fn pinned(&self) -> String {
-        format!("{}/{}@{}", registry(), self.repo, self.manifest_digest)
-    }
-
-    /// Manifest, config and layers.
-    fn blobs(&self) -> BTreeSet<String> {
-        let mut s = BTreeSet::from([self.manifest_digest.clone(), self.config_digest.clone()]);
-        s.extend(self.layers.iter().map(|(d, _)| d.clone()));
-        s
-    }
-
-    /// What a pull downloads: the config and the layers (the manifest is not a blob GET).
-    fn blob_bytes(&self) -> u64 {
-        self.config_size + self.layers.iter().map(|(_, s)| s).sum::<u64>()
-    }
-
-    /// What the cache stores: manifest, config and layers.
-    fn size(&self) -> u64 {
-        self.manifest_size + self.blob_bytes()
-    }
-}
-
-/// Builds an OCI layout (one config, `layers`) and pushes it with skopeo as `<repo>:v1`.
-fn push_image(repo: &str, layers: &[Layer]) -> Image {
-    let dir = tempdir();
-    let blobs = dir.path().join("blobs/sha256");
-    fs::create_dir_all(&blobs).unwrap();
-    let put = |data: &[u8]| -> String {
-        let d = digest_of(data);
-        fs::write(blobs.join(hex(&d)), data).unwrap();
-        d
-    };
-    let config = serde_json::to_vec(&json!({
-        "architecture": "amd64",
-        "os": "linux",
-        "created": "2024-01-01T00:00:00Z",
-        "config": {"Labels": {"test.repo": repo}},
-        "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>()},
-    }))
-    .unwrap();
-    let config_digest = put(&config);
-    for l in layers {
-        put(&l.blob);
-    }
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": config.len()},
-        "layers": layers.iter().map(|l| json!({
-            "mediaType": OCI_LAYER_GZIP, "digest": l.digest, "size": l.blob.len()
-        })).collect::<Vec<_>>(),
-    }))
-    .unwrap();
-    let manifest_digest = put(&manifest);
-    fs::write(
-        dir.path().join("oci-layout"),
-        br#"{"imageLayoutVersion":"1.0.0"}"#,
-    )
-    .unwrap();
-    let index = json!({
-        "schemaVersion": 2,
-        "manifests": [{
-            "mediaType": OCI_MANIFEST, "digest": manifest_digest, "size": manifest.len(),
-            "annotations": {"org.opencontainers.image.ref.name": "v1"}
-        }]
-    });
-    fs::write(dir.path().join("index.json"), index.to_string()).unwrap();
-    let out = Command::new("skopeo")
-        .args([
-            "copy",
-            "--quiet",
-            "--preserve-digests",
-            "--dest-tls-verify=false",
-        ])
-        .arg(format!("oci:{}:v1", dir.path().display()))
-        .arg(format!("docker://{}/{repo}:v1", registry()))
-        .stdin(Stdio::null())
-        .output()
-        .expect("skopeo");
-    assert!(
-        out.status.success(),
-        "skopeo copy to {repo}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Image {
-        repo: repo.to_owned(),
-        reference: format!("{}/{repo}:v1", registry()),
-        manifest_digest,
-        manifest_size: manifest.len() as u64,
-        config_digest,
-        config_size: config.len() as u64,
-        layers: layers
-            .iter()
-            .map(|l| (l.digest.clone(), l.blob.len() as u64))
-            .collect(),
-        diff_ids: layers.iter().map(|l| l.diff_id.clone()).collect(),
-    }
-}
-
-/// A fresh image of `sizes.len()` random layers in a new repository.
-fn fresh_image(what: &str, sizes: &[usize]) -> Image {
-    let layers: Vec<Layer> = sizes.iter().map(|&s| layer(s)).collect();
-    push_image(&unique_repo(what), &layers)
-}
-
-/// `skopeo inspect --raw [extra] docker://REF` (stdout bytes exactly).
-fn skopeo_raw(reference: &str, extra: &[&str]) -> Vec<u8> {
-    let out = Command::new("skopeo")
-        .args(["inspect", "--tls-verify=false", "--raw"])
-        .args(extra)
-        .arg(format!("docker://{reference}"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("skopeo");
-    assert!(
-        out.status.success(),
-        "skopeo inspect {reference}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-fn output_of(cmd: &mut Command) -> Run {
-    let out = cmd.stdin(Stdio::null()).output().expect("run imgcache");
-    to_run(out)
-}
-
-fn to_run(out: std::process::Output) -> Run {
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        max_rss_kib: None,
-    }
-}
-
-/// A cache root and a HOME of its own, with no credentials or certificates from the machine.
-struct Cache {
-    dir: tempfile::TempDir,
-    root: PathBuf,
-    home: PathBuf,
-}
-
-impl Cache {
-    fn new() -> Self {
-        let dir = tempdir();
-        let root = dir.path().join("root");
-        let home = dir.path().join("home");
-        fs::create_dir_all(&home).unwrap();
-        Self { dir, root, home }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(bin());
-        c.arg("--root").arg(&self.root).args(args);
-        c.env("HOME", &self.home);
-        for v in [
-            "DOCKER_CONFIG",
-            "REGISTRY_AUTH_FILE",
-            "XDG_RUNTIME_DIR",
-            "XDG_CONFIG_HOME",
-            "XDG_CACHE_HOME",
-            "IMGCACHE_HOME",
-            "IMGCACHE_LOG",
-        ] {
-            c.env_remove(v);
-        }
-        c.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        output_of(&mut self.command(args))
-    }
-
-    /// Runs with `--json`, expecting `code`.
-    fn json_code(&self, args: &[&str], code: i32) -> Value {
-        let mut a = vec!["--json"];
-        a.extend_from_slice(args);
-        let r = self.run(&a);
-        assert_eq!(
-            r.code, code,
-            "imgcache {args:?}\nstdout:\n{}\nstderr:\n{}",
-            r.stdout, r.stderr
-        );
-        r.json()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        self.json_code(args, 0)
-    }
-
-    fn pull(&self, reference: &str) -> Value {
-        self.json(&["pull", reference])
-    }
-
-    fn pull_offline(&self, reference: &str) -> Value {
-        self.json(&["pull", "--offline", reference])
-    }
-
-    fn spawn(&self, args: &[&str]) -> Child {
-        self.command(args).spawn().expect("spawn imgcache")
-    }
-
-    fn blob_dir(&self) -> PathBuf {
-        self.root.join("blobs/sha256")
-    }
-
-    fn blob_path(&self, digest: &str) -> PathBuf {
-        self.blob_dir().join(hex(digest))
-    }
-
-    /// The digests of the blob files on disk.
-    fn blob_files(&self) -> BTreeSet<String> {
-        fs::read_dir(self.blob_dir())
-            .map(|rd| {
-                rd.map(|e| format!("sha256:{}", e.unwrap().file_name().to_string_lossy()))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    fn refs(&self) -> Vec<String> {
-        self.json(&["ls"])["images"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["reference"].as_str().unwrap().to_owned())
-            .collect()
-    }
-
-    /// `fsck [args]` that must be clean.
-    fn assert_fsck_clean(&self, args: &[&str]) -> Value {
-        let mut a = vec!["fsck"];
-        a.extend_from_slice(args);
-        let doc = self.json(&a);
-        assert_eq!(doc["ok"], true, "{doc:#}");
-        for k in ["missing", "corrupt", "broken_references"] {
-            assert_eq!(doc[k], json!([]), "{k}: {doc:#}");
-        }
-        doc
-    }
-}
-
-/// The plain registry's access log, from the moment of [`RegistryLog::mark`] on.
-struct RegistryLog {
-    path: PathBuf,
-    start: u64,
-}
-
-impl RegistryLog {
-    fn mark() -> Self {
-        let path =
-            Path::new(&env().vars["IMGCACHE_TESTENV"]).join("registry-data/_ctl/registry.log");
-        let start = fs::metadata(&path)
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-            .len();
-        Self { path, start }
-    }
-
-    /// The access-log lines appended since the mark that concern `/v2/<repo>/`. Waits a moment
-    /// first: the registry writes a line once it has sent the response.
-    fn lines(&self, repo: &str) -> Vec<String> {
-        thread::sleep(Duration::from_millis(300));
-        let mut f = fs::File::open(&self.path).unwrap();
-        f.seek(SeekFrom::Start(self.start)).unwrap();
-        let mut bytes = Vec::new();
-        f.read_to_end(&mut bytes).unwrap();
-        let needle = format!(" /v2/{repo}/");
-        String::from_utf8_lossy(&bytes)
-            .lines()
-            .filter(|l| l.contains(" HTTP/1.1\"") && l.contains(&needle))
-            .map(str::to_owned)
-            .collect()
-    }
-
-    /// `GET /v2/<repo>/blobs/<digest>` lines (whole or Range) since the mark, per digest.
-    fn blob_gets(&self, repo: &str) -> BTreeMap<String, usize> {
-        let prefix = format!("\"GET /v2/{repo}/blobs/");
-        let mut out = BTreeMap::new();
-        for l in self.lines(repo) {
-            if let Some(i) = l.find(&prefix) {
-                let d = l[i + prefix.len()..].split(' ').next().unwrap().to_owned();
-                *out.entry(d).or_insert(0) += 1;
-            }
-        }
-        out
-    }
-}
 
 fn failure_checks(verify_doc: &Value) -> Vec<String> {
     verify_doc["image"]["failures"]
@@ -455,7 +46,7 @@ fn corrupt(path: &Path) {
 
 #[test]
 fn pull_gives_the_digests_skopeo_computes_and_lays_out_the_store() {
-    let c = Cache::new();
+    let c = Sandbox::new();
     let reg = registry();
     let host_arch = match std::env::consts::ARCH {
         "x86_64" => "amd64",
@@ -585,7 +176,7 @@ fn pull_gives_the_digests_skopeo_computes_and_lays_out_the_store() {
 #[test]
 fn a_single_platform_image_is_not_recorded_under_another_platform() {
     // busybox:v1 is one linux/amd64 manifest, no index.
-    let c = Cache::new();
+    let c = Sandbox::new();
     let reference = format!("{}/busybox:v1", registry());
     let r = c.run(&["--json", "pull", &reference, "--platform", "linux/arm64"]);
     if r.code == 0 {
@@ -607,7 +198,7 @@ fn a_single_platform_image_is_not_recorded_under_another_platform() {
 #[test]
 fn second_pull_fetches_nothing_and_pinned_and_offline_pulls_make_no_request() {
     let img = fresh_image("again", &[40_000, 30_000]);
-    let c = Cache::new();
+    let c = Sandbox::new();
 
     let log = RegistryLog::mark();
     let first = c.pull(&img.reference);
@@ -617,7 +208,7 @@ fn second_pull_fetches_nothing_and_pinned_and_offline_pulls_make_no_request() {
     assert_eq!(first["blobs_fetched"], 3);
     assert_eq!(first["blobs_reused"], 0);
     assert_eq!(first["from_cache"], false);
-    let gets = log.blob_gets(&img.repo);
+    let gets = log.blob_gets_per_digest(&img.repo);
     assert_eq!(gets.len(), 3, "{gets:?}");
     assert!(gets.values().all(|&n| n == 1), "{gets:?}");
 
@@ -628,7 +219,7 @@ fn second_pull_fetches_nothing_and_pinned_and_offline_pulls_make_no_request() {
     assert_eq!(second["blobs_fetched"], 0);
     assert_eq!(second["bytes_reused"], img.blob_bytes());
     assert_eq!(second["blobs_reused"], 3);
-    assert!(log.blob_gets(&img.repo).is_empty());
+    assert!(log.blob_gets_per_digest(&img.repo).is_empty());
 
     // Pinned by digest and cached: answered from the cache, not one request.
     let log = RegistryLog::mark();
@@ -656,7 +247,7 @@ fn second_pull_fetches_nothing_and_pinned_and_offline_pulls_make_no_request() {
     let message = doc["error"]["message"].as_str().unwrap();
     assert!(message.contains("not in the cache"), "{doc:#}");
     assert!(doc["error"]["check"].is_string(), "{doc:#}");
-    let requests = log.lines(&img.repo);
+    let requests = log.access_lines(&img.repo);
     assert!(requests.is_empty(), "{requests:#?}");
 
     // Offline never tries the network: an uncached reference of an unreachable registry is
@@ -672,9 +263,9 @@ fn second_pull_fetches_nothing_and_pinned_and_offline_pulls_make_no_request() {
 #[test]
 fn a_moved_tag_downloads_only_the_new_blobs() {
     let shared = layer(60_000);
-    let repo = unique_repo("moving");
+    let repo = unique_name("moving");
     let a = push_image(&repo, &[shared.clone(), layer(20_000)]);
-    let c = Cache::new();
+    let c = Sandbox::new();
     let first = c.pull(&a.reference);
     assert_eq!(first["image_id"], a.config_digest.as_str());
 
@@ -690,7 +281,7 @@ fn a_moved_tag_downloads_only_the_new_blobs() {
     assert_eq!(second["blobs_fetched"], 2);
     assert_eq!(second["bytes_reused"], shared.blob.len() as u64);
     assert_eq!(second["blobs_reused"], 1);
-    let gets = log.blob_gets(&repo);
+    let gets = log.blob_gets_per_digest(&repo);
     let want: BTreeMap<String, usize> =
         BTreeMap::from([(b.config_digest.clone(), 1), (new_layer.digest.clone(), 1)]);
     assert_eq!(gets, want, "the shared layer must not be downloaded again");
@@ -710,25 +301,6 @@ fn a_moved_tag_downloads_only_the_new_blobs() {
 // ---------------------------------------------------------------------------------------------
 // 4. Credentials and TLS.
 
-fn auth_registry() -> &'static str {
-    &env().vars["TEST_REGISTRY_AUTH"]
-}
-
-fn right_creds() -> String {
-    format!(
-        "{}:{}",
-        env().vars["TEST_REGISTRY_USER"],
-        env().vars["TEST_REGISTRY_PASS"]
-    )
-}
-
-fn write_docker_config(home: &Path, registry: &str, user_pass: &str) {
-    let dir = home.join(".docker");
-    fs::create_dir_all(&dir).unwrap();
-    let doc = json!({"auths": {registry: {"auth": base64(user_pass.as_bytes())}}});
-    fs::write(dir.join("config.json"), doc.to_string()).unwrap();
-}
-
 #[test]
 fn base64_helper_matches_the_rfc() {
     assert_eq!(base64(b"user:pass"), "dXNlcjpwYXNz");
@@ -742,7 +314,7 @@ fn htpasswd_registry_takes_creds_or_a_docker_config_and_refuses_without() {
     let reference = format!("{reg}/busybox:v1");
     let busybox_id = skopeo_image_id("busybox:v1");
 
-    let c = Cache::new();
+    let c = Sandbox::new();
     let r = c.run(&["pull", &reference]);
     assert_eq!(r.code, 3, "{}\n{}", r.stdout, r.stderr);
     assert!(r.stderr.contains(reg), "{}", r.stderr);
@@ -754,12 +326,12 @@ fn htpasswd_registry_takes_creds_or_a_docker_config_and_refuses_without() {
     assert!(r.stderr.contains(reg), "{}", r.stderr);
     assert!(c.json(&["ls"])["images"].as_array().unwrap().is_empty());
 
-    let doc = c.json(&["pull", &reference, "--creds", &right_creds()]);
+    let doc = c.json(&["pull", &reference, "--creds", &auth_creds()]);
     assert_eq!(doc["image_id"], busybox_id.as_str());
 
     // From ~/.docker/config.json.
-    let c = Cache::new();
-    write_docker_config(&c.home, reg, &right_creds());
+    let c = Sandbox::new();
+    write_docker_config(&c.home, reg, &auth_creds());
     let doc = c.pull(&reference);
     assert_eq!(doc["image_id"], busybox_id.as_str());
     c.assert_fsck_clean(&["--deep"]);
@@ -778,7 +350,7 @@ fn tls_registry_needs_its_ca() {
     let reg = &env().vars["TEST_REGISTRY_TLS"];
     let ca = &env().vars["TEST_REGISTRY_TLS_CA"];
     let reference = format!("{reg}/busybox:v1");
-    let c = Cache::new();
+    let c = Sandbox::new();
     let r = c.run(&["pull", &reference]);
     assert_eq!(r.code, 3, "{}\n{}", r.stdout, r.stderr);
     assert!(r.stderr.contains("--ca-cert"), "{}", r.stderr);
@@ -796,7 +368,7 @@ fn passwords_never_appear_in_any_output() {
     let user = &env().vars["TEST_REGISTRY_USER"];
     let right_pass = &env().vars["TEST_REGISTRY_PASS"];
     let wrong = format!("{user}:{MARKER_PASSWORD}");
-    let right = right_creds();
+    let right = auth_creds();
     let secrets = [
         MARKER_PASSWORD.to_owned(),
         base64(wrong.as_bytes()),
@@ -813,7 +385,7 @@ fn passwords_never_appear_in_any_output() {
             );
         }
     };
-    let c = Cache::new();
+    let c = Sandbox::new();
     let traced = |args: &[&str]| -> Run { output_of(c.command(args).env("IMGCACHE_LOG", "trace")) };
     for json in [false, true] {
         let mut base: Vec<&str> = if json { vec!["--json"] } else { vec![] };
@@ -839,7 +411,7 @@ fn passwords_never_appear_in_any_output() {
         check("malformed --creds", &r);
     }
     // Credentials from an auth file, wrong then right.
-    let c2 = Cache::new();
+    let c2 = Sandbox::new();
     write_docker_config(&c2.home, reg, &wrong);
     let r = output_of(
         c2.command(&["--json", "pull", &reference])
@@ -876,7 +448,7 @@ fn passwords_never_appear_in_any_output() {
 
 #[test]
 fn malformed_creds_is_a_usage_error() {
-    let c = Cache::new();
+    let c = Sandbox::new();
     let r = c.run(&[
         "pull",
         &format!("{}/busybox:v1", auth_registry()),
@@ -892,9 +464,9 @@ fn malformed_creds_is_a_usage_error() {
 
 #[test]
 fn a_reference_the_registry_does_not_have_exits_1_naming_it() {
-    let c = Cache::new();
+    let c = Sandbox::new();
     for reference in [
-        format!("{}/{}:v1", registry(), unique_repo("nothing")),
+        format!("{}/{}:v1", registry(), unique_name("nothing")),
         format!("{}/busybox:no-such-tag", registry()),
     ] {
         let r = c.run(&["pull", &reference]);
@@ -916,9 +488,9 @@ fn a_reference_the_registry_does_not_have_exits_1_naming_it() {
 #[test]
 fn ls_inspect_verify_rm_and_prune_keep_blobs_another_reference_needs() {
     let shared = layer(50_000);
-    let a = push_image(&unique_repo("lsa"), &[shared.clone(), layer(10_000)]);
-    let b = push_image(&unique_repo("lsb"), &[shared.clone(), layer(12_000)]);
-    let c = Cache::new();
+    let a = push_image(&unique_name("lsa"), &[shared.clone(), layer(10_000)]);
+    let b = push_image(&unique_name("lsb"), &[shared.clone(), layer(12_000)]);
+    let c = Sandbox::new();
     c.pull(&a.reference);
     c.pull(&b.reference);
 
@@ -1018,7 +590,7 @@ fn ls_inspect_verify_rm_and_prune_keep_blobs_another_reference_needs() {
 fn prune_max_size_evicts_the_least_recently_used_first() {
     let x = fresh_image("lrux", &[30_000]);
     let y = fresh_image("lruy", &[30_000]);
-    let c = Cache::new();
+    let c = Sandbox::new();
     c.pull(&x.reference);
     c.pull(&y.reference);
     // last_used has a resolution of one second.
@@ -1038,7 +610,7 @@ fn prune_max_size_evicts_the_least_recently_used_first() {
     assert!(used(&x.reference) > used(&y.reference), "{ls:#}");
 
     // A copy of the cache, to prune it to nothing.
-    let copy = Cache::new();
+    let copy = Sandbox::new();
     let status = Command::new("cp")
         .arg("-a")
         .arg(&c.root)
@@ -1091,7 +663,7 @@ fn prune_max_size_evicts_the_least_recently_used_first() {
 #[test]
 fn fsck_finds_a_deleted_blob_and_a_pull_restores_it() {
     let img = fresh_image("fsckmissing", &[20_000, 30_000]);
-    let c = Cache::new();
+    let c = Sandbox::new();
     c.pull(&img.reference);
     let doc = c.assert_fsck_clean(&[]);
     assert_eq!(doc["blobs_checked"], 4);
@@ -1123,7 +695,7 @@ fn fsck_finds_a_deleted_blob_and_a_pull_restores_it() {
     assert_eq!(doc["from_cache"], false, "{doc:#}");
     assert_eq!(doc["bytes_fetched"], img.layers[1].1, "{doc:#}");
     assert_eq!(
-        log.blob_gets(&img.repo),
+        log.blob_gets_per_digest(&img.repo),
         BTreeMap::from([(gone.clone(), 1)])
     );
     c.assert_fsck_clean(&["--deep"]);
@@ -1133,7 +705,7 @@ fn fsck_finds_a_deleted_blob_and_a_pull_restores_it() {
 #[test]
 fn fsck_deep_finds_a_corrupt_blob_and_repair_removes_it() {
     let img = fresh_image("fsckcorrupt", &[40_000, 20_000]);
-    let c = Cache::new();
+    let c = Sandbox::new();
     c.pull(&img.reference);
     let bad = &img.layers[0].0;
     corrupt(&c.blob_path(bad));
@@ -1185,7 +757,7 @@ fn wait_all(children: Vec<Child>) -> Vec<Run> {
 #[test]
 fn eight_concurrent_pulls_download_each_blob_once() {
     let img = fresh_image("eight", &[1_500_000, 1_000_000, 700_000]);
-    let c = Cache::new();
+    let c = Sandbox::new();
     let log = RegistryLog::mark();
     let children: Vec<Child> = (0..8)
         .map(|_| c.spawn(&["--json", "pull", &img.reference]))
@@ -1203,7 +775,7 @@ fn eight_concurrent_pulls_download_each_blob_once() {
         .sum();
     assert_eq!(fetched, img.blob_bytes(), "bytes counted once in all");
 
-    let gets = log.blob_gets(&img.repo);
+    let gets = log.blob_gets_per_digest(&img.repo);
     let want: BTreeMap<String, usize> = img
         .blobs()
         .into_iter()
@@ -1226,9 +798,9 @@ fn eight_concurrent_pulls_download_each_blob_once() {
 fn prune_during_pulls_removes_nothing_they_need() {
     // Z shares a layer with W; Z is dropped, so prune has that layer to remove.
     let shared = layer(600_000);
-    let z = push_image(&unique_repo("prunez"), &[shared.clone(), layer(50_000)]);
+    let z = push_image(&unique_name("prunez"), &[shared.clone(), layer(50_000)]);
     let w = push_image(
-        &unique_repo("prunew"),
+        &unique_name("prunew"),
         &[
             shared.clone(),
             layer(800_000),
@@ -1236,7 +808,7 @@ fn prune_during_pulls_removes_nothing_they_need() {
             layer(300_000),
         ],
     );
-    let c = Cache::new();
+    let c = Sandbox::new();
     c.pull(&z.reference);
     c.json(&["rm", &z.reference]);
 
@@ -1279,7 +851,7 @@ fn remembered(doc: &Value) -> bool {
 #[test]
 fn deep_verify_of_an_unchanged_file_is_remembered_until_it_changes() {
     let fixture = &env().fixture("skopeo-docker-archive").file;
-    let c = Cache::new();
+    let c = Sandbox::new();
     let file = c.dir.path().join("image.tar");
     fs::copy(fixture, &file).unwrap();
     let f = file.to_str().unwrap();
@@ -1300,17 +872,14 @@ fn deep_verify_of_an_unchanged_file_is_remembered_until_it_changes() {
     // --no-memo neither uses nor records one.
     let no_memo = ["verify", "--deep", "--no-memo", f];
     assert!(!remembered(&c.json(&no_memo)));
-    let other = Cache::new();
+    let other = Sandbox::new();
     assert!(!remembered(&other.json(&no_memo)));
     assert!(!remembered(&other.json(&no_memo)));
     assert!(!other.root.join("index.db").exists());
     // The image IDs are those of the fixture either way.
     let doc = c.json(&deep);
-    let ids: Vec<&str> = doc["files"][0]["images"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["image_id"].as_str().unwrap())
-        .collect();
-    assert_eq!(ids, env().fixture("skopeo-docker-archive").image_ids);
+    assert_eq!(
+        image_ids(&doc["files"][0]),
+        env().fixture("skopeo-docker-archive").image_ids
+    );
 }

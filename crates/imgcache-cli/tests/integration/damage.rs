@@ -2,6 +2,7 @@
 //! check, where (entry, layer index) and what (expected and found digests). The fixtures
 //! themselves are never touched: each test checks them before and after.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -33,23 +34,10 @@ const OCI_LAYER0: &str =
 const OCI_LAYER1: &str =
     "blobs/sha256/ab0e87fbb79bc546e75b81bfad59b3ec3f603360dd70d450b912330d2202a666";
 
-fn digest(data: &[u8]) -> String {
-    format!("sha256:{}", sha256_hex(data))
-}
-
 /// Fixture files and the fixture directory's listing, to prove a test changed nothing there.
 struct FixtureGuard {
     files: Vec<(PathBuf, String)>,
-    listing: Vec<String>,
-}
-
-fn listing(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
+    listing: BTreeSet<String>,
 }
 
 impl FixtureGuard {
@@ -164,13 +152,6 @@ fn copy_prefix(src: &Path, dst: &Path, len: u64) {
     fs::write(dst, &data[..len as usize]).unwrap();
 }
 
-fn entry<'a>(entries: &'a mut [Entry], name: &str) -> &'a mut Entry {
-    entries
-        .iter_mut()
-        .find(|e| e.name == name)
-        .unwrap_or_else(|| panic!("no entry {name}"))
-}
-
 /// Replaces the only occurrence of `from` in `data`.
 fn replace_once(data: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
     let at: Vec<usize> = data
@@ -213,7 +194,7 @@ fn manifest_json(entries: &[Entry]) -> Value {
 }
 
 fn set_manifest_json(entries: &mut [Entry], v: &Value) {
-    entry(entries, "manifest.json").data = serde_json::to_vec(v).unwrap();
+    entry_mut(entries, "manifest.json").data = serde_json::to_vec(v).unwrap();
 }
 
 // --- truncation -----------------------------------------------------------------------------
@@ -304,11 +285,11 @@ fn truncated_gzip_compressed_archive_is_truncated() {
 /// blob digest, manifest.json written last.
 fn crane_tarball(dir: &Path) -> PathBuf {
     let entries = read_tar(&env().fixture(SKOPEO).file);
-    let config = &entry_ref(&entries, CONFIG).data;
+    let config = &entry(&entries, CONFIG).data;
     let mut out = vec![Entry::file(ID, config)];
     let mut layers = Vec::new();
     for name in [LAYER0, LAYER1] {
-        let gz = gzip(&entry_ref(&entries, name).data);
+        let gz = gzip(&entry(&entries, name).data);
         let blob_name = format!("{}.tar.gz", sha256_hex(&gz));
         out.push(Entry::file(&blob_name, &gz));
         layers.push(blob_name);
@@ -321,13 +302,6 @@ fn crane_tarball(dir: &Path) -> PathBuf {
     let path = dir.join("crane.tar");
     write_tar(&path, &out);
     path
-}
-
-fn entry_ref<'a>(entries: &'a [Entry], name: &str) -> &'a Entry {
-    entries
-        .iter()
-        .find(|e| e.name == name)
-        .unwrap_or_else(|| panic!("no entry {name}"))
 }
 
 #[test]
@@ -363,11 +337,11 @@ fn config_edited_in_place_fails_config_digest() {
     let tmp = tempdir();
     let mut entries = read_tar(&env().fixture(SKOPEO).file);
     let edited = replace_once(
-        &entry(&mut entries, CONFIG).data,
+        &entry_mut(&mut entries, CONFIG).data,
         b"busybox-v1",
         b"busybox-v2",
     );
-    entry(&mut entries, CONFIG).data = edited.clone();
+    entry_mut(&mut entries, CONFIG).data = edited.clone();
     let path = tmp.path().join("edited.tar");
     write_tar(&path, &entries);
 
@@ -378,10 +352,10 @@ fn config_edited_in_place_fails_config_digest() {
     let f = failure(img, "config-digest");
     assert_eq!(f["entry"], CONFIG);
     assert_eq!(f["expected"], ID);
-    assert_eq!(f["found"], digest(&edited));
+    assert_eq!(f["found"], digest_of(&edited));
     assert_eq!(checks(img), ["config-digest"], "{img:#}");
     // The image reported is the one the bytes make, not the one the name claims.
-    assert_eq!(img["image_id"], digest(&edited));
+    assert_eq!(img["image_id"], digest_of(&edited));
     guard.assert_unchanged();
 }
 
@@ -390,9 +364,9 @@ fn another_images_config_swapped_in_fails_config_digest() {
     let guard = FixtureGuard::new(&[SKOPEO]);
     let tmp = tempdir();
     let other = env().blob(OTHER_ID);
-    assert_eq!(digest(&other), OTHER_ID);
+    assert_eq!(digest_of(&other), OTHER_ID);
     let mut entries = read_tar(&env().fixture(SKOPEO).file);
-    entry(&mut entries, CONFIG).data = other;
+    entry_mut(&mut entries, CONFIG).data = other;
     let path = tmp.path().join("swapped.tar");
     write_tar(&path, &entries);
 
@@ -463,7 +437,7 @@ fn layer_bytes_changed_in_place_pass_fast_and_fail_deep_diff_id() {
     assert_eq!(f["layer"], 1);
     assert_eq!(f["entry"], LAYER1);
     assert_eq!(f["expected"], DIFF_ID1);
-    assert_eq!(f["found"], digest(&changed));
+    assert_eq!(f["found"], digest_of(&changed));
     // Only layer 1 is blamed (its file name also names the old digest).
     for f in img["failures"].as_array().unwrap() {
         assert_eq!(f["layer"], 1, "{f}");
@@ -475,32 +449,32 @@ fn layer_bytes_changed_in_place_pass_fast_and_fail_deep_diff_id() {
 /// and the config's diff_ids edited to match. Returns the archive's entries and the new config.
 fn substituted(rename_config: bool) -> (Vec<Entry>, Vec<u8>) {
     let mut entries = read_tar(&env().fixture(SKOPEO).file);
-    let new_layer = changed_layer1(&entry(&mut entries, LAYER1).data);
-    let new_diff_id = digest(&new_layer);
+    let new_layer = changed_layer1(&entry_mut(&mut entries, LAYER1).data);
+    let new_diff_id = digest_of(&new_layer);
     let new_name = format!("{}.tar", new_diff_id.strip_prefix("sha256:").unwrap());
     {
-        let e = entry(&mut entries, LAYER1);
+        let e = entry_mut(&mut entries, LAYER1);
         e.name = new_name.clone();
         e.data = new_layer;
     }
     // The legacy alias follows the layer, as a careful attacker would have it.
-    let alias = entry(&mut entries, LAYER1_ALIAS);
+    let alias = entry_mut(&mut entries, LAYER1_ALIAS);
     alias
         .header
         .set_link_name(format!("../{new_name}"))
         .unwrap();
 
     let config = replace_once(
-        &entry(&mut entries, CONFIG).data,
+        &entry_mut(&mut entries, CONFIG).data,
         DIFF_ID1.as_bytes(),
         new_diff_id.as_bytes(),
     );
-    entry(&mut entries, CONFIG).data = config.clone();
+    entry_mut(&mut entries, CONFIG).data = config.clone();
     let mut manifest = manifest_json(&entries);
     manifest[0]["Layers"][1] = json!(new_name);
     if rename_config {
         let name = format!("{}.json", sha256_hex(&config));
-        entry(&mut entries, CONFIG).name = name.clone();
+        entry_mut(&mut entries, CONFIG).name = name.clone();
         manifest[0]["Config"] = json!(name);
     }
     set_manifest_json(&mut entries, &manifest);
@@ -521,7 +495,7 @@ fn substituted_layer_with_config_not_renamed_fails_config_digest() {
         let f = failure(img, "config-digest");
         assert_eq!(f["entry"], CONFIG);
         assert_eq!(f["expected"], ID);
-        assert_eq!(f["found"], digest(&config));
+        assert_eq!(f["found"], digest_of(&config));
         assert_eq!(checks(img), ["config-digest"], "{img:#}");
     }
     guard.assert_unchanged();
@@ -532,7 +506,7 @@ fn substituted_layer_with_config_renamed_is_another_image() {
     let guard = FixtureGuard::new(&[SKOPEO]);
     let tmp = tempdir();
     let (entries, config) = substituted(true);
-    let new_id = digest(&config);
+    let new_id = digest_of(&config);
     assert_ne!(new_id, ID);
     let path = tmp.path().join("substituted.tar");
     write_tar(&path, &entries);
@@ -628,13 +602,13 @@ fn diff_id_count_differing_from_layer_count_fails_layer_count() {
     let guard = FixtureGuard::new(&[SKOPEO]);
     let tmp = tempdir();
     let mut entries = read_tar(&env().fixture(SKOPEO).file);
-    let mut config: Value = serde_json::from_slice(&entry(&mut entries, CONFIG).data).unwrap();
+    let mut config: Value = serde_json::from_slice(&entry_mut(&mut entries, CONFIG).data).unwrap();
     config["rootfs"]["diff_ids"].as_array_mut().unwrap().pop();
     let bytes = serde_json::to_vec(&config).unwrap();
     // Renamed consistently, so that the count is the only thing wrong.
     let name = format!("{}.json", sha256_hex(&bytes));
     {
-        let e = entry(&mut entries, CONFIG);
+        let e = entry_mut(&mut entries, CONFIG);
         e.name = name.clone();
         e.data = bytes;
     }
@@ -667,7 +641,7 @@ fn oci_gzip_layer_with_a_flipped_byte_passes_fast_and_fails_deep() {
     let at = (layer.data + layer.size / 2) as usize;
     bytes[at] ^= 0x40;
     let blob = &bytes[layer.data as usize..(layer.data + layer.size) as usize];
-    let found = digest(blob);
+    let found = digest_of(blob);
     let path = tmp.path().join("flipped.tar");
     fs::write(&path, &bytes).unwrap();
 
@@ -701,7 +675,7 @@ fn oci_layer_blob_size_differing_from_its_descriptor_fails_layer_size() {
     let guard = FixtureGuard::new(&[SKOPEO_OCI]);
     let tmp = tempdir();
     let mut entries = read_tar(&env().fixture(SKOPEO_OCI).file);
-    let blob = entry(&mut entries, OCI_LAYER1);
+    let blob = entry_mut(&mut entries, OCI_LAYER1);
     let declared = blob.data.len();
     blob.data.extend_from_slice(b"0123456789");
     let path = tmp.path().join("size.tar");

@@ -33,14 +33,6 @@ struct Image {
     layers: Vec<Layer>,
 }
 
-fn digest(data: &[u8]) -> String {
-    format!("sha256:{}", sha256_hex(data))
-}
-
-fn hex(digest: &str) -> &str {
-    digest.strip_prefix("sha256:").unwrap()
-}
-
 fn image(manifest_digest: &str) -> Image {
     let env = env();
     let manifest = env.blob(manifest_digest);
@@ -48,7 +40,7 @@ fn image(manifest_digest: &str) -> Image {
     let id = m["config"]["digest"].as_str().unwrap().to_owned();
     let config = env.blob(&id);
     assert_eq!(
-        digest(&config),
+        digest_of(&config),
         id,
         "the layout's config hashes to its name"
     );
@@ -62,9 +54,9 @@ fn image(manifest_digest: &str) -> Image {
         .map(|(l, diff_id)| {
             let blob = env.blob(l["digest"].as_str().unwrap());
             let tar = gunzip(&blob);
-            assert_eq!(digest(&tar), diff_id.as_str().unwrap());
+            assert_eq!(digest_of(&tar), diff_id.as_str().unwrap());
             Layer {
-                blob_digest: digest(&blob),
+                blob_digest: digest_of(&blob),
                 blob,
                 tar,
                 diff_id: diff_id.as_str().unwrap().to_owned(),
@@ -72,7 +64,7 @@ fn image(manifest_digest: &str) -> Image {
         })
         .collect();
     Image {
-        manifest_digest: digest(&manifest),
+        manifest_digest: digest_of(&manifest),
         manifest,
         config,
         id,
@@ -97,10 +89,6 @@ fn multiarch() -> (Vec<u8>, Vec<Image>) {
     (index, images)
 }
 
-fn path_str(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 /// `imgcache verify --json [--deep] ARGS...`: the exit code and the document.
 fn verify(args: &[&str], deep: bool) -> (i32, Value) {
     let mut all = vec!["verify", "--json"];
@@ -111,15 +99,6 @@ fn verify(args: &[&str], deep: bool) -> (i32, Value) {
     let run = imgcache(&all);
     let doc = run.json();
     (run.code, doc)
-}
-
-fn image_ids(file: &Value) -> Vec<&str> {
-    file["images"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["image_id"].as_str().unwrap())
-        .collect()
 }
 
 /// Asserts one file verified clean at both levels and returns the deep document's file.
@@ -295,7 +274,7 @@ fn crane_multi_image_tarball_selects_by_normalized_tag() {
 // ---------- Docker >= 25 combined layout ----------
 
 fn descriptor(media_type: &str, data: &[u8]) -> Value {
-    json!({"mediaType": media_type, "digest": digest(data), "size": data.len()})
+    json!({"mediaType": media_type, "digest": digest_of(data), "size": data.len()})
 }
 
 /// An index.json descriptor as `docker save` names it: the full reference and the tag.
@@ -424,7 +403,7 @@ fn docker_combined_classic_store_uncompressed_layers_verify() {
 
     let doc = inspect_json(&path);
     assert_eq!(doc["dialect"], "docker-combined");
-    assert_eq!(doc["images"][0]["manifest_digest"], digest(&manifest));
+    assert_eq!(doc["images"][0]["manifest_digest"], digest_of(&manifest));
     assert_eq!(doc["images"][0]["claimed_image_id"], img.id);
     assert_eq!(
         doc["images"][0]["config_entry"],
@@ -650,7 +629,7 @@ fn expect_selects_the_matching_image_of_a_multi_image_archive() {
 
 #[test]
 fn expect_an_image_the_multi_image_archive_does_not_hold_fails() {
-    let absent = digest(b"not an image config");
+    let absent = digest_of(b"not an image config");
     for producer in MULTI {
         let f = env().fixture(producer);
         let (code, doc) = verify(&[path_str(&f.file), "--expect", &absent], false);
@@ -670,7 +649,7 @@ fn expect_an_image_the_multi_image_archive_does_not_hold_fails() {
 #[test]
 fn expect_a_different_image_than_the_single_one_held_fails_on_that_image() {
     let f = env().fixture("docker-save-tag");
-    let absent = digest(b"not an image config");
+    let absent = digest_of(b"not an image config");
     let (code, doc) = verify(&[path_str(&f.file), "--expect", &absent], false);
     assert_eq!(code, 1, "{doc:#}");
     let img = &doc["files"][0]["images"][0];

@@ -7,7 +7,6 @@ use std::ffi::OsStr;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 
@@ -15,14 +14,6 @@ use crate::support::*;
 
 /// Peak RSS allowed for any run on hostile input.
 const MAX_RSS_KIB: u64 = 64 * 1024;
-
-fn digest(data: &[u8]) -> String {
-    format!("sha256:{}", sha256_hex(data))
-}
-
-fn hex(digest: &str) -> &str {
-    digest.strip_prefix("sha256:").unwrap()
-}
 
 // --- building tarballs by hand --------------------------------------------------------------
 
@@ -158,7 +149,7 @@ fn config_for(diff_ids: &[&str]) -> Vec<u8> {
 impl MiniImage {
     fn new() -> Self {
         let layer = small_layer();
-        let diff_id = digest(&layer);
+        let diff_id = digest_of(&layer);
         Self::with(layer, &diff_id, None)
     }
 
@@ -166,7 +157,7 @@ impl MiniImage {
     /// (default `<diff_id hex>.tar`).
     fn with(layer: Vec<u8>, diff_id: &str, layer_name: Option<String>) -> Self {
         let config = config_for(&[diff_id]);
-        let id = digest(&config);
+        let id = digest_of(&config);
         let layer_name = layer_name.unwrap_or_else(|| format!("{}.tar", hex(diff_id)));
         let config_name = format!("{}.json", hex(&id));
         let manifest = serde_json::to_vec(&json!([{
@@ -188,7 +179,7 @@ impl MiniImage {
 
     /// The same image with another config (named by its digest, so only its content is wrong).
     fn with_config(mut self, config: Vec<u8>) -> Self {
-        self.id = digest(&config);
+        self.id = digest_of(&config);
         self.config_name = format!("{}.json", hex(&self.id));
         self.config = config;
         self.manifest = serde_json::to_vec(&json!([{
@@ -234,32 +225,16 @@ fn run_sandboxed<S: AsRef<OsStr>>(args: &[S]) -> Run {
     let sandbox = tempdir();
     let rss_dir = tempdir();
     let s = sandbox.path();
-    let rss_file = rss_dir.path().join("rss");
-    let out = Command::new("/usr/bin/time")
-        .arg("-f")
-        .arg("%M")
-        .arg("-o")
-        .arg(&rss_file)
-        .arg(bin())
-        .args(args)
-        .current_dir(s)
-        .env("HOME", s)
-        .env("XDG_CACHE_HOME", s.join(".cache"))
-        .env("XDG_CONFIG_HOME", s.join(".config"))
-        .env("XDG_DATA_HOME", s.join(".local/share"))
-        .env("XDG_STATE_HOME", s.join(".local/state"))
-        .env("XDG_RUNTIME_DIR", s.join("run"))
-        .env("TMPDIR", s.join("tmp"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("run imgcache under /usr/bin/time");
-    let text = fs::read_to_string(&rss_file).expect("GNU time output (apt package 'time')");
-    let run = Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        max_rss_kib: text.lines().last().and_then(|l| l.trim().parse().ok()),
-    };
+    let run = imgcache_rss(args, rss_dir.path(), |c| {
+        c.current_dir(s)
+            .env("HOME", s)
+            .env("XDG_CACHE_HOME", s.join(".cache"))
+            .env("XDG_CONFIG_HOME", s.join(".config"))
+            .env("XDG_DATA_HOME", s.join(".local/share"))
+            .env("XDG_STATE_HOME", s.join(".local/state"))
+            .env("XDG_RUNTIME_DIR", s.join("run"))
+            .env("TMPDIR", s.join("tmp"));
+    });
     // A successful deep verification may be remembered in the cache (and only there); a
     // refused archive leaves nothing at all.
     let cache = s.join(".cache");
@@ -883,7 +858,7 @@ fn oci_archive(edit: impl FnOnce(&mut Value, &mut Value)) -> Vec<u8> {
 
 /// An OCI archive of an image of `layers` (uncompressed tars, stored gzipped).
 fn oci_archive_of(layers: &[Vec<u8>], edit: impl FnOnce(&mut Value, &mut Value)) -> Vec<u8> {
-    let diff_ids: Vec<String> = layers.iter().map(|l| digest(l)).collect();
+    let diff_ids: Vec<String> = layers.iter().map(|l| digest_of(l)).collect();
     let config = config_for(&diff_ids.iter().map(String::as_str).collect::<Vec<_>>());
     let blobs: Vec<Vec<u8>> = layers.iter().map(|l| gzip(l)).collect();
     let mut manifest = json!({
@@ -891,12 +866,12 @@ fn oci_archive_of(layers: &[Vec<u8>], edit: impl FnOnce(&mut Value, &mut Value))
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {
             "mediaType": "application/vnd.oci.image.config.v1+json",
-            "digest": digest(&config),
+            "digest": digest_of(&config),
             "size": config.len(),
         },
         "layers": blobs.iter().map(|b| json!({
             "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-            "digest": digest(b),
+            "digest": digest_of(b),
             "size": b.len(),
         })).collect::<Vec<_>>(),
     });
@@ -912,7 +887,7 @@ fn oci_archive_of(layers: &[Vec<u8>], edit: impl FnOnce(&mut Value, &mut Value))
     edit(&mut manifest, &mut index);
     let manifest = serde_json::to_vec(&manifest).unwrap();
     if index["manifests"][0]["digest"].is_null() {
-        index["manifests"][0]["digest"] = json!(digest(&manifest));
+        index["manifests"][0]["digest"] = json!(digest_of(&manifest));
     }
     index["manifests"][0]["size"] = json!(manifest.len());
     let mut t = RawTar::default();
@@ -954,54 +929,51 @@ fn the_mini_oci_archive_itself_verifies() {
     assert_eq!(run.code, 0, "{}", run.stdout);
 }
 
-#[test]
-fn oci_index_digests_of_other_algorithms_are_invalid() {
+/// An OCI index naming its manifest by each of `digests` is refused as a whole:
+/// `invalid-digest`, its message containing `fragment`.
+fn assert_index_digests_refused(digests: &[String], fragment: &str) {
     let tmp = tempdir();
-    for (i, d) in foreign_digests().iter().enumerate() {
+    for (i, d) in digests.iter().enumerate() {
         let data = oci_archive(|_, index| index["manifests"][0]["digest"] = json!(d));
         let path = write_input(tmp.path(), &format!("index-digest-{i}.tar"), &data);
-        refused(&path, "invalid-digest", "is not sha256:<64 hex>");
+        refused(&path, "invalid-digest", fragment);
     }
+}
+
+/// An OCI manifest naming its layer, or its config, by each of `digests` fails its image:
+/// `invalid-digest` (of layer 0 for the layer), its message containing `fragment`.
+fn assert_descriptor_digests_refused(digests: &[String], fragment: &str) {
+    let tmp = tempdir();
+    for (i, d) in digests.iter().enumerate() {
+        let data = oci_archive(|m, _| m["layers"][0]["digest"] = json!(d));
+        let path = write_input(tmp.path(), &format!("layer-digest-{i}.tar"), &data);
+        let f = image_refused(&path, "invalid-digest", fragment);
+        assert_eq!(f["layer"], 0);
+
+        let data = oci_archive(|m, _| m["config"]["digest"] = json!(d));
+        let path = write_input(tmp.path(), &format!("config-digest-{i}.tar"), &data);
+        image_refused(&path, "invalid-digest", fragment);
+    }
+}
+
+#[test]
+fn oci_index_digests_of_other_algorithms_are_invalid() {
+    assert_index_digests_refused(&foreign_digests(), "is not sha256:<64 hex>");
 }
 
 #[test]
 fn oci_manifest_descriptor_digests_of_other_algorithms_are_invalid() {
-    let tmp = tempdir();
-    for (i, d) in foreign_digests().iter().enumerate() {
-        let data = oci_archive(|m, _| m["layers"][0]["digest"] = json!(d));
-        let path = write_input(tmp.path(), &format!("layer-digest-{i}.tar"), &data);
-        let f = image_refused(&path, "invalid-digest", "is not sha256:<64 hex>");
-        assert_eq!(f["layer"], 0);
-
-        let data = oci_archive(|m, _| m["config"]["digest"] = json!(d));
-        let path = write_input(tmp.path(), &format!("config-digest-{i}.tar"), &data);
-        image_refused(&path, "invalid-digest", "is not sha256:<64 hex>");
-    }
+    assert_descriptor_digests_refused(&foreign_digests(), "is not sha256:<64 hex>");
 }
 
 #[test]
 fn oci_index_with_malformed_sha256_digests_is_invalid_digest() {
-    let tmp = tempdir();
-    for (i, d) in malformed_sha256().iter().enumerate() {
-        let data = oci_archive(|_, index| index["manifests"][0]["digest"] = json!(d));
-        let path = write_input(tmp.path(), &format!("index-digest-{i}.tar"), &data);
-        refused(&path, "invalid-digest", "sha256");
-    }
+    assert_index_digests_refused(&malformed_sha256(), "sha256");
 }
 
 #[test]
 fn oci_manifest_with_malformed_sha256_digests_is_invalid_digest() {
-    let tmp = tempdir();
-    for (i, d) in malformed_sha256().iter().enumerate() {
-        let data = oci_archive(|m, _| m["layers"][0]["digest"] = json!(d));
-        let path = write_input(tmp.path(), &format!("layer-digest-{i}.tar"), &data);
-        let f = image_refused(&path, "invalid-digest", "sha256");
-        assert_eq!(f["layer"], 0);
-
-        let data = oci_archive(|m, _| m["config"]["digest"] = json!(d));
-        let path = write_input(tmp.path(), &format!("config-digest-{i}.tar"), &data);
-        image_refused(&path, "invalid-digest", "sha256");
-    }
+    assert_descriptor_digests_refused(&malformed_sha256(), "sha256");
 }
 
 #[test]
@@ -1180,7 +1152,7 @@ fn bomb(codec: Codec, ext: &str) {
     // Smaller: the point here is the verdict, and the unoptimized test build inflates slowly.
     let (blob, diff_id) = bomb_layer(codec, (mib / 4).max(1));
     let name = format!("{}.tar.{ext}", sha256_hex(&blob));
-    let claimed = digest(b"something else altogether");
+    let claimed = digest_of(b"something else altogether");
     let liar = MiniImage::with(blob, &claimed, Some(name.clone()));
     let path = write_input(
         tmp.path(),

@@ -20,6 +20,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use crate::support::base64;
+
 /// Read and write timeout of every socket.
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest request head accepted, and the largest upstream body read.
@@ -61,6 +63,26 @@ pub enum Fault {
     Huge { size: usize, declare_length: bool },
     /// Forward without the `Range` header (a server that ignores ranges).
     StripRange,
+}
+
+impl Fault {
+    /// [`Fault::Answer`] `code`, with a distribution error document and no `Retry-After`.
+    pub fn answer(code: u16) -> Self {
+        Fault::Answer {
+            code,
+            retry_after: None,
+            body: None,
+        }
+    }
+
+    /// [`Fault::Answer`] `code` with `body`, and no `Retry-After`.
+    pub fn answer_with(code: u16, body: &str) -> Self {
+        Fault::Answer {
+            code,
+            retry_after: None,
+            body: Some(body.to_owned()),
+        }
+    }
 }
 
 /// When a [`Fault`] applies: the `nth..nth+times` requests (0-based) matching method and path.
@@ -127,10 +149,7 @@ pub struct Seen {
 
 impl Seen {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        header(&self.headers, name)
     }
 
     /// N of `Range: bytes=N-`.
@@ -139,6 +158,14 @@ impl Seen {
         let rest = v.strip_prefix("bytes=")?;
         rest.split('-').next()?.trim().parse().ok()
     }
+}
+
+/// The value of header `name` (any case) in `headers`.
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 struct Shared {
@@ -289,10 +316,7 @@ struct Request {
 
 impl Request {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        header(&self.headers, name)
     }
 }
 
@@ -306,10 +330,7 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        header(&self.headers, name)
     }
 }
 
@@ -462,31 +483,23 @@ fn handle(mut client: TcpStream, which: Listener, shared: &Shared) -> io::Result
         .collect();
     let declared = up.header("content-length").and_then(|v| v.parse().ok());
     let mut body = up.body;
+    // Upstream's status line and headers, declaring `length` body bytes.
+    let upstream_head = |client: &mut TcpStream, length: Option<u64>| {
+        write_head_reason(client, up.status, &up.reason, &resp_headers, length)
+    };
     if head_only {
         // Keep what upstream declared for HEAD.
-        write_head_reason(&mut client, up.status, &up.reason, &resp_headers, declared)?;
+        upstream_head(&mut client, declared)?;
         return close(client);
     }
     match fault {
         Some(Fault::Truncate(n)) => {
-            write_head_reason(
-                &mut client,
-                up.status,
-                &up.reason,
-                &resp_headers,
-                Some(body.len() as u64),
-            )?;
+            upstream_head(&mut client, Some(body.len() as u64))?;
             client.write_all(&body[..n.min(body.len())])?;
             close(client)
         }
         Some(Fault::Reset(n)) => {
-            write_head_reason(
-                &mut client,
-                up.status,
-                &up.reason,
-                &resp_headers,
-                Some(body.len() as u64),
-            )?;
+            upstream_head(&mut client, Some(body.len() as u64))?;
             client.write_all(&body[..n.min(body.len())])?;
             client.flush()?;
             // Let the client read what was sent before the reset throws it away.
@@ -498,24 +511,12 @@ fn handle(mut client: TcpStream, which: Listener, shared: &Shared) -> io::Result
             if let Some(b) = body.get_mut(i) {
                 *b ^= 0xff;
             }
-            write_head_reason(
-                &mut client,
-                up.status,
-                &up.reason,
-                &resp_headers,
-                Some(body.len() as u64),
-            )?;
+            upstream_head(&mut client, Some(body.len() as u64))?;
             client.write_all(&body)?;
             close(client)
         }
         Some(Fault::Drip { chunk, pause }) => {
-            write_head_reason(
-                &mut client,
-                up.status,
-                &up.reason,
-                &resp_headers,
-                Some(body.len() as u64),
-            )?;
+            upstream_head(&mut client, Some(body.len() as u64))?;
             let started = Instant::now();
             let mut chunks = body.chunks(chunk.max(1)).peekable();
             while let Some(c) = chunks.next() {
@@ -536,47 +537,23 @@ fn handle(mut client: TcpStream, which: Listener, shared: &Shared) -> io::Result
         }
         Some(Fault::LieLength(delta)) => {
             let declared = (body.len() as i64 + delta).max(0) as u64;
-            write_head_reason(
-                &mut client,
-                up.status,
-                &up.reason,
-                &resp_headers,
-                Some(declared),
-            )?;
+            upstream_head(&mut client, Some(declared))?;
             let _ = client.write_all(&body);
             close(client)
         }
         Some(Fault::ExtraBytes(n)) => {
             body.extend(std::iter::repeat_n(0x5a, n));
-            write_head_reason(
-                &mut client,
-                up.status,
-                &up.reason,
-                &resp_headers,
-                Some(body.len() as u64),
-            )?;
+            upstream_head(&mut client, Some(body.len() as u64))?;
             let _ = client.write_all(&body);
             close(client)
         }
         Some(Fault::ReplaceBody(bytes)) => {
-            write_head_reason(
-                &mut client,
-                up.status,
-                &up.reason,
-                &resp_headers,
-                Some(bytes.len() as u64),
-            )?;
+            upstream_head(&mut client, Some(bytes.len() as u64))?;
             client.write_all(&bytes)?;
             close(client)
         }
         _ => {
-            write_head_reason(
-                &mut client,
-                up.status,
-                &up.reason,
-                &resp_headers,
-                Some(body.len() as u64),
-            )?;
+            upstream_head(&mut client, Some(body.len() as u64))?;
             client.write_all(&body)?;
             close(client)
         }
@@ -864,23 +841,6 @@ fn huge_manifest(size: usize) -> Vec<u8> {
 /// `Basic base64(user:pass)`, for the redirect target to authenticate upstream.
 pub fn basic_auth(user: &str, pass: &str) -> String {
     format!("Basic {}", base64(format!("{user}:{pass}").as_bytes()))
-}
-
-pub fn base64(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in data.chunks(3) {
-        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 #[test]

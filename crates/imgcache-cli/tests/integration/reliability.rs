@@ -20,623 +20,23 @@
 //!
 //! Random SIGKILLs of every operation are in `scripts/soak.sh`; see docs/RELIABILITY.md.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
 
 use crate::support::*;
 
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 /// The longest one run of the binary may take before the test kills it and fails (a deadlock).
 const WATCHDOG: Duration = Duration::from_secs(45);
 
 // ---------------------------------------------------------------------------------------------
-// Helpers
-
-fn registry() -> &'static str {
-    &env().vars["TEST_REGISTRY"]
-}
-
-fn auth_registry() -> &'static str {
-    &env().vars["TEST_REGISTRY_AUTH"]
-}
-
-fn digest_of(data: &[u8]) -> String {
-    format!("sha256:{}", sha256_hex(data))
-}
-
-fn hex(digest: &str) -> &str {
-    digest.strip_prefix("sha256:").unwrap_or(digest)
-}
-
-fn nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-}
-
-/// A repository name no other test (or earlier run) uses.
-fn unique_repo(what: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "rel-{what}-{}-{}-{}",
-        std::process::id(),
-        nanos() % 1_000_000_000,
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// Incompressible bytes, different on every call.
-fn random_bytes(len: usize) -> Vec<u8> {
-    static N: AtomicU64 = AtomicU64::new(1);
-    let mut x = nanos()
-        ^ (u64::from(std::process::id()) << 32)
-        ^ N.fetch_add(1, Ordering::Relaxed)
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    x |= 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-fn base64(data: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in data.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// A gzip layer: a tar holding one file of random bytes.
-#[derive(Clone)]
-struct Layer {
-    blob: Vec<u8>,
-    digest: String,
-    diff_id: String,
-}
-
-fn layer(size: usize) -> Layer {
-    let data = random_bytes(size);
-    let mut b = tar::Builder::new(Vec::new());
-    let mut h = tar::Header::new_gnu();
-    h.set_entry_type(tar::EntryType::Regular);
-    h.set_size(size as u64);
-    h.set_mode(0o644);
-    h.set_mtime(0);
-    b.append_data(
-        &mut h,
-        format!("data/{}", sha256_hex(&data[..64.min(size)])),
-        &data[..],
-    )
-    .unwrap();
-    let tar = b.into_inner().unwrap();
-    let blob = gzip(&tar);
-    Layer {
-        digest: digest_of(&blob),
-        diff_id: digest_of(&tar),
-        blob,
-    }
-}
-
-/// An image pushed to the plain test registry as `<repo>:v1`.
-#[derive(Clone, Debug)]
-struct Image {
-    repo: String,
-    reference: String,
-    manifest_digest: String,
-    config_digest: String,
-    config_size: u64,
-    layers: Vec<(String, u64)>,
-}
-
-impl Image {
-    /// Config and layers, with their sizes: what a pull downloads.
-    fn blob_sizes(&self) -> BTreeMap<String, u64> {
-        let mut m = BTreeMap::from([(self.config_digest.clone(), self.config_size)]);
-        m.extend(self.layers.iter().cloned());
-        m
-    }
-
-    fn blob_bytes(&self) -> u64 {
-        self.blob_sizes().values().sum()
-    }
-
-    /// Manifest, config and layers: what the cache stores.
-    fn blobs(&self) -> BTreeSet<String> {
-        let mut s: BTreeSet<String> = self.blob_sizes().into_keys().collect();
-        s.insert(self.manifest_digest.clone());
-        s
-    }
-}
-
-/// Builds an OCI layout (one config, `layers`) and pushes it with skopeo as `<repo>:v1`.
-fn push_image(repo: &str, layers: &[Layer]) -> Image {
-    let dir = tempdir();
-    let blobs = dir.path().join("blobs/sha256");
-    fs::create_dir_all(&blobs).unwrap();
-    let put = |data: &[u8]| -> String {
-        let d = digest_of(data);
-        fs::write(blobs.join(hex(&d)), data).unwrap();
-        d
-    };
-    let config = serde_json::to_vec(&json!({
-        "architecture": "amd64",
-        "os": "linux",
-        "created": "2024-01-01T00:00:00Z",
-        "config": {"Labels": {"test.repo": repo}},
-        "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>()},
-    }))
-    .unwrap();
-    let config_digest = put(&config);
-    for l in layers {
-        put(&l.blob);
-    }
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": config.len()},
-        "layers": layers.iter().map(|l| json!({
-            "mediaType": OCI_LAYER_GZIP, "digest": l.digest, "size": l.blob.len()
-        })).collect::<Vec<_>>(),
-    }))
-    .unwrap();
-    let manifest_digest = put(&manifest);
-    fs::write(
-        dir.path().join("oci-layout"),
-        br#"{"imageLayoutVersion":"1.0.0"}"#,
-    )
-    .unwrap();
-    let index = json!({
-        "schemaVersion": 2,
-        "manifests": [{
-            "mediaType": OCI_MANIFEST, "digest": manifest_digest, "size": manifest.len(),
-            "annotations": {"org.opencontainers.image.ref.name": "v1"}
-        }]
-    });
-    fs::write(dir.path().join("index.json"), index.to_string()).unwrap();
-    let out = Command::new("skopeo")
-        .args([
-            "copy",
-            "--quiet",
-            "--preserve-digests",
-            "--dest-tls-verify=false",
-        ])
-        .arg(format!("oci:{}:v1", dir.path().display()))
-        .arg(format!("docker://{}/{repo}:v1", registry()))
-        .stdin(Stdio::null())
-        .output()
-        .expect("skopeo");
-    assert!(
-        out.status.success(),
-        "skopeo copy to {repo}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Image {
-        repo: repo.to_owned(),
-        reference: format!("{}/{repo}:v1", registry()),
-        manifest_digest,
-        config_digest,
-        config_size: config.len() as u64,
-        layers: layers
-            .iter()
-            .map(|l| (l.digest.clone(), l.blob.len() as u64))
-            .collect(),
-    }
-}
-
-fn fresh_image(what: &str, sizes: &[usize]) -> Image {
-    let layers: Vec<Layer> = sizes.iter().map(|&s| layer(s)).collect();
-    push_image(&unique_repo(what), &layers)
-}
-
-/// Environment variables that would let the machine's credentials, engines or cache in.
-const CLEARED_VARS: [&str; 14] = [
-    "DOCKER_CONFIG",
-    "REGISTRY_AUTH_FILE",
-    "XDG_RUNTIME_DIR",
-    "XDG_CONFIG_HOME",
-    "XDG_CACHE_HOME",
-    "IMGCACHE_HOME",
-    "IMGCACHE_LOG",
-    "IMGCACHE_PODMAN_ARGS",
-    "DOCKER_HOST",
-    "DOCKER_CONTEXT",
-    "CONTAINER_HOST",
-    "CONTAINER_CONNECTION",
-    "CONTAINERD_ADDRESS",
-    "CONTAINER_RUNTIME_ENDPOINT",
-];
-
-/// A directory of its own: a cache root, a HOME without credentials, a podman store.
-struct Sandbox {
-    dir: tempfile::TempDir,
-    root: PathBuf,
-    home: PathBuf,
-}
-
-impl Sandbox {
-    fn new() -> Self {
-        let dir = tempdir();
-        let root = dir.path().join("root");
-        let home = dir.path().join("home");
-        fs::create_dir_all(&home).unwrap();
-        Self { dir, root, home }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// `imgcache --root ROOT args`, HOME the sandbox's, nothing of the machine's.
-    fn command_at(&self, root: &Path, args: &[&str]) -> Command {
-        let mut c = Command::new(bin());
-        c.arg("--root").arg(root).args(args);
-        c.env("HOME", &self.home);
-        for v in CLEARED_VARS {
-            c.env_remove(v);
-        }
-        c.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        c
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        self.command_at(&self.root, args)
-    }
-
-    /// podman on a private store in the sandbox, for `load` and `status`.
-    fn with_podman(&self, c: &mut Command) {
-        let base = self.path("podman");
-        let tmp = base.join("tmp");
-        fs::create_dir_all(&tmp).unwrap();
-        c.env(
-            "IMGCACHE_PODMAN_ARGS",
-            format!(
-                "--root {} --runroot {} --tmpdir {} --storage-driver vfs --events-backend=none --cgroup-manager=cgroupfs",
-                base.join("root").display(),
-                base.join("run").display(),
-                tmp.display()
-            ),
-        )
-        .env("TMPDIR", &tmp);
-    }
-
-    fn podman(&self, args: &[&str]) -> Run {
-        let base = self.path("podman");
-        let mut c = Command::new("podman");
-        c.arg("--root")
-            .arg(base.join("root"))
-            .arg("--runroot")
-            .arg(base.join("run"))
-            .arg("--tmpdir")
-            .arg(base.join("tmp"))
-            .args([
-                "--storage-driver",
-                "vfs",
-                "--events-backend=none",
-                "--cgroup-manager=cgroupfs",
-            ])
-            .env("TMPDIR", base.join("tmp"))
-            .args(args);
-        watched(&mut c, WATCHDOG).0
-    }
-
-    fn run_at(&self, root: &Path, args: &[&str]) -> Run {
-        let (r, timed_out) = watched(&mut self.command_at(root, args), WATCHDOG);
-        assert!(
-            !timed_out,
-            "imgcache {args:?} did not finish in {WATCHDOG:?}"
-        );
-        r
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        self.run_at(&self.root, args)
-    }
-
-    /// `--json args` at `root`, expecting `code`.
-    fn json_at(&self, root: &Path, args: &[&str], code: i32) -> Value {
-        let mut a = vec!["--json"];
-        a.extend_from_slice(args);
-        let r = self.run_at(root, &a);
-        assert_eq!(
-            r.code, code,
-            "imgcache {args:?}\nstdout:\n{}\nstderr:\n{}",
-            r.stdout, r.stderr
-        );
-        r.json()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        self.json_at(&self.root, args, 0)
-    }
-}
-
-/// Runs `cmd` (stdout and stderr piped), killing it after `timeout`; returns the run and whether
-/// it had to be killed.
-fn watched(cmd: &mut Command, timeout: Duration) -> (Run, bool) {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    wait_watched(&mut child, timeout)
-}
-
-fn wait_watched(child: &mut Child, timeout: Duration) -> (Run, bool) {
-    let drain = |mut r: Box<dyn Read + Send>| {
-        thread::spawn(move || {
-            let mut b = Vec::new();
-            r.read_to_end(&mut b).ok();
-            String::from_utf8_lossy(&b).into_owned()
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().unwrap()));
-    let err = drain(Box::new(child.stderr.take().unwrap()));
-    let start = Instant::now();
-    let mut timed_out = false;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > timeout {
-            timed_out = true;
-            child.kill().ok();
-            break child.wait().unwrap();
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    (
-        Run {
-            code: status.code().unwrap_or(-1),
-            stdout: out.join().unwrap(),
-            stderr: err.join().unwrap(),
-            max_rss_kib: None,
-        },
-        timed_out,
-    )
-}
-
-/// Every file of `blobs/sha256` hashes to its name; returns their digests.
-fn assert_blob_files_hash_to_their_names(root: &Path, ctx: &str) -> BTreeSet<String> {
-    let dir = root.join("blobs/sha256");
-    let mut out = BTreeSet::new();
-    for e in fs::read_dir(&dir).unwrap_or_else(|e| panic!("{ctx}: {}: {e}", dir.display())) {
-        let e = e.unwrap();
-        let name = e.file_name().to_string_lossy().into_owned();
-        let data = fs::read(e.path()).unwrap();
-        assert_eq!(
-            sha256_hex(&data),
-            name,
-            "{ctx}: blob file {name} ({} bytes) does not hash to its name",
-            data.len()
-        );
-        out.insert(format!("sha256:{name}"));
-    }
-    out
-}
-
-/// `ingest/*.partial` files with their sizes.
-fn partials(root: &Path) -> BTreeMap<String, u64> {
-    fs::read_dir(root.join("ingest"))
-        .map(|rd| {
-            rd.filter_map(|e| {
-                let e = e.unwrap();
-                let name = e.file_name().to_string_lossy().into_owned();
-                let hex = name.strip_suffix(".partial")?.to_owned();
-                Some((format!("sha256:{hex}"), e.metadata().unwrap().len()))
-            })
-            .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// `fsck [--deep]` at `root` is clean: ok, nothing missing, corrupt, broken or lost
-/// (unreferenced blobs are allowed: prune removes them).
-fn assert_fsck_clean(sb: &Sandbox, root: &Path, ctx: &str) -> Value {
-    let doc = sb.json_at(root, &["fsck", "--deep"], 0);
-    assert_eq!(doc["ok"], true, "{ctx}: {doc:#}");
-    for k in ["missing", "corrupt", "broken_references", "lost_references"] {
-        assert_eq!(doc[k], json!([]), "{ctx}: {k}: {doc:#}");
-    }
-    doc
-}
-
-fn refs_at(sb: &Sandbox, root: &Path) -> Vec<(String, String)> {
-    sb.json_at(root, &["ls"], 0)["images"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["reference"].as_str().unwrap().to_owned(),
-                e["image_id"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
-}
-
-// ---------------------------------------------------------------------------------------------
 // The registry's log: what it sent, when.
-
-/// One response the registry logged (`msg="response completed"`).
-#[derive(Debug, Clone)]
-struct Served {
-    method: String,
-    uri: String,
-    status: u16,
-    written: u64,
-    /// Unix nanoseconds: when the response ended, minus its duration.
-    start_ns: i128,
-    end_ns: i128,
-}
-
-/// The plain registry's log from the moment of [`RegistryLog::mark`] on.
-struct RegistryLog {
-    path: PathBuf,
-    start: u64,
-    /// Unix nanoseconds at the mark: responses that started before (an aborted download of an
-    /// earlier run, logged late) are not counted.
-    since_ns: i128,
-}
-
-impl RegistryLog {
-    fn mark() -> Self {
-        let path =
-            Path::new(&env().vars["IMGCACHE_TESTENV"]).join("registry-data/_ctl/registry.log");
-        let start = fs::metadata(&path)
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-            .len();
-        let since_ns = i128::from(nanos());
-        Self {
-            path,
-            start,
-            since_ns,
-        }
-    }
-
-    /// Blob GETs of `repos` answered since the mark (waits a moment: the registry logs a
-    /// response once it is sent).
-    fn blob_gets(&self, repos: &[&str]) -> Vec<Served> {
-        thread::sleep(Duration::from_millis(300));
-        let mut f = fs::File::open(&self.path).unwrap();
-        use std::io::{Seek, SeekFrom};
-        f.seek(SeekFrom::Start(self.start)).unwrap();
-        let mut bytes = Vec::new();
-        f.read_to_end(&mut bytes).unwrap();
-        String::from_utf8_lossy(&bytes)
-            .lines()
-            .filter(|l| l.contains("msg=\"response completed\""))
-            .filter_map(parse_served)
-            .filter(|s| {
-                s.start_ns >= self.since_ns
-                    && s.method == "GET"
-                    && repos
-                        .iter()
-                        .any(|r| s.uri.starts_with(&format!("/v2/{r}/blobs/")))
-            })
-            .collect()
-    }
-
-    /// Body bytes sent for blob GETs (200 and 206) of `repos` since the mark.
-    fn blob_bytes_sent(&self, repos: &[&str]) -> (u64, usize) {
-        let gets = self.blob_gets(repos);
-        let ranged = gets.iter().filter(|s| s.status == 206).count();
-        (
-            gets.iter()
-                .filter(|s| s.status == 200 || s.status == 206)
-                .map(|s| s.written)
-                .sum(),
-            ranged,
-        )
-    }
-}
-
-/// `key=value` or `key="value"` of a logrus line.
-fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    let at = line.find(&format!(" {key}="))? + key.len() + 2;
-    let rest = &line[at..];
-    if let Some(q) = rest.strip_prefix('"') {
-        q.split('"').next()
-    } else {
-        rest.split(' ').next()
-    }
-}
-
-fn parse_served(line: &str) -> Option<Served> {
-    let end_ns = parse_rfc3339_ns(line.strip_prefix("time=\"")?.split('"').next()?)?;
-    let duration = parse_go_duration_ns(field(line, "http.response.duration")?)?;
-    Some(Served {
-        method: field(line, "http.request.method")?.to_owned(),
-        uri: field(line, "http.request.uri")?.to_owned(),
-        status: field(line, "http.response.status")?.parse().ok()?,
-        written: field(line, "http.response.written")?.parse().ok()?,
-        start_ns: end_ns - duration,
-        end_ns,
-    })
-}
-
-/// `2026-11-30T06:21:36.250258627Z` as Unix nanoseconds (UTC only, as the registry logs).
-fn parse_rfc3339_ns(t: &str) -> Option<i128> {
-    let t = t.strip_suffix('Z')?;
-    let (date, time) = t.split_once('T')?;
-    let d: Vec<i64> = date
-        .split('-')
-        .map(|x| x.parse().ok())
-        .collect::<Option<_>>()?;
-    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
-    let h: Vec<i64> = hms
-        .split(':')
-        .map(|x| x.parse().ok())
-        .collect::<Option<_>>()?;
-    let frac_ns: i128 = format!("{frac:0<9}")[..9].parse().ok()?;
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let (y, m, day) = (d[0] - i64::from(d[1] <= 2), d[1], d[2]);
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + h[0] * 3600 + h[1] * 60 + h[2];
-    Some(i128::from(secs) * 1_000_000_000 + frac_ns)
-}
-
-/// Go's `time.Duration` text (`1.5ms`, `850µs`, `2m3.5s`) in nanoseconds.
-fn parse_go_duration_ns(s: &str) -> Option<i128> {
-    let mut total = 0f64;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let n = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let value: f64 = rest[..n].parse().ok()?;
-        rest = &rest[n..];
-        let (unit, len) = [
-            ("ns", 1.0),
-            ("µs", 1e3),
-            ("us", 1e3),
-            ("ms", 1e6),
-            ("s", 1e9),
-            ("m", 60e9),
-            ("h", 3600e9),
-        ]
-        .iter()
-        .find(|(u, _)| rest.starts_with(u))
-        .map(|(u, f)| (*f, u.len()))?;
-        total += value * unit;
-        rest = &rest[len..];
-    }
-    Some(total as i128)
-}
 
 #[test]
 fn registry_log_times_and_durations_parse() {
@@ -673,38 +73,26 @@ struct Tmpfs {
 impl Tmpfs {
     fn mount(dir: &Path, size: &str) -> Self {
         fs::create_dir_all(dir).unwrap();
-        let out = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0755"),
-                "tmpfs",
-            ])
-            .arg(dir)
-            .stdin(Stdio::null())
-            .output()
-            .expect("mount");
-        assert!(
-            out.status.success(),
-            "mount -t tmpfs at {} (the disk-full tests need root): {}",
-            dir.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        output_of(
+            Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755")])
+                .arg("tmpfs")
+                .arg(dir),
+        )
+        .ok(&format!(
+            "mount -t tmpfs at {} (the disk-full tests need root)",
+            dir.display()
+        ));
         Self { dir: dir.into() }
     }
 
     fn resize(&self, size: &str) {
-        let out = Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
-            .arg(&self.dir)
-            .output()
-            .expect("mount");
-        assert!(
-            out.status.success(),
-            "remount: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        output_of(
+            Command::new("mount")
+                .args(["-o", &format!("remount,size={size}")])
+                .arg(&self.dir),
+        )
+        .ok("remount");
     }
 }
 
@@ -743,25 +131,25 @@ fn assert_disk_full(r: &Run, dir: &Path, ctx: &str) {
 #[test]
 fn pull_into_a_full_disk_exits_3_naming_the_file_and_resumes_once_there_is_room() {
     let img = fresh_image("fullpull", &[2_000_000, 1_500_000]);
-    let sb = Sandbox::new();
+    let sb = Sandbox::with_watchdog(WATCHDOG);
     let mnt = sb.path("mnt");
     let tmpfs = Tmpfs::mount(&mnt, "3m");
     let root = mnt.join("root");
 
     let r = sb.run_at(&root, &["--json", "pull", &img.reference]);
     assert_disk_full(&r, &mnt, "pull into 3 MiB");
-    let stored = assert_blob_files_hash_to_their_names(&root, "after the full disk");
+    let stored = sb.assert_blob_files_hash_to_their_names_at(&root, "after the full disk");
     assert!(stored.is_subset(&img.blobs()), "{stored:?}");
     assert!(
         !stored.contains(&img.manifest_digest),
         "the manifest is stored only once every blob is"
     );
     assert!(
-        refs_at(&sb, &root).is_empty(),
+        sb.refs_with_ids_at(&root).is_empty(),
         "a failed pull recorded a reference"
     );
-    assert_fsck_clean(&sb, &root, "after the full disk");
-    let kept = partials(&root);
+    sb.assert_fsck_deep_clean_at(&root, "after the full disk");
+    let kept = sb.partials_at(&root);
     let kept_bytes: u64 = kept.values().sum();
     assert!(
         kept_bytes > 0,
@@ -789,10 +177,14 @@ fn pull_into_a_full_disk_exits_3_naming_the_file_and_resumes_once_there_is_room(
         ranged >= 1,
         "no Range request resumed the partial downloads"
     );
-    assert!(partials(&root).is_empty(), "{:?}", partials(&root));
-    assert_fsck_clean(&sb, &root, "after the resumed pull");
+    assert!(
+        sb.partials_at(&root).is_empty(),
+        "{:?}",
+        sb.partials_at(&root)
+    );
+    sb.assert_fsck_deep_clean_at(&root, "after the resumed pull");
     assert_eq!(
-        assert_blob_files_hash_to_their_names(&root, "after"),
+        sb.assert_blob_files_hash_to_their_names_at(&root, "after"),
         img.blobs()
     );
     let v = sb.json_at(&root, &["verify", "--deep", &img.reference], 0);
@@ -802,7 +194,7 @@ fn pull_into_a_full_disk_exits_3_naming_the_file_and_resumes_once_there_is_room(
 #[test]
 fn import_into_a_full_disk_exits_3_naming_the_file_and_succeeds_once_there_is_room() {
     let img = fresh_image("fullimport", &[2_000_000, 1_500_000]);
-    let sb = Sandbox::new();
+    let sb = Sandbox::with_watchdog(WATCHDOG);
     // The archive, saved from an ordinary cache.
     let seed = sb.path("seed");
     sb.json_at(&seed, &["pull", &img.reference], 0);
@@ -818,13 +210,13 @@ fn import_into_a_full_disk_exits_3_naming_the_file_and_succeeds_once_there_is_ro
     let root = mnt.join("root");
     let r = sb.run_at(&root, &["--json", "import", tarball.to_str().unwrap()]);
     assert_disk_full(&r, &mnt, "import into 3 MiB");
-    let stored = assert_blob_files_hash_to_their_names(&root, "after the full disk");
+    let stored = sb.assert_blob_files_hash_to_their_names_at(&root, "after the full disk");
     assert!(stored.is_subset(&img.blobs()), "{stored:?}");
     assert!(
-        refs_at(&sb, &root).is_empty(),
+        sb.refs_with_ids_at(&root).is_empty(),
         "a failed import recorded a reference"
     );
-    assert_fsck_clean(&sb, &root, "after the full disk");
+    sb.assert_fsck_deep_clean_at(&root, "after the full disk");
 
     tmpfs.resize("64m");
     let doc = sb.json_at(&root, &["import", tarball.to_str().unwrap()], 0);
@@ -833,7 +225,7 @@ fn import_into_a_full_disk_exits_3_naming_the_file_and_succeeds_once_there_is_ro
         img.config_digest.as_str(),
         "{doc:#}"
     );
-    assert_fsck_clean(&sb, &root, "after the import");
+    sb.assert_fsck_deep_clean_at(&root, "after the import");
     let v = sb.json_at(
         &root,
         &[
@@ -851,7 +243,7 @@ fn import_into_a_full_disk_exits_3_naming_the_file_and_succeeds_once_there_is_ro
 /// What `save -o` into a 1 MiB tmpfs does with a ~3.5 MB image.
 fn save_into_a_full_disk() -> (Sandbox, Image, PathBuf, Run, Tmpfs) {
     let img = fresh_image("fullsave", &[2_000_000, 1_500_000]);
-    let sb = Sandbox::new();
+    let sb = Sandbox::with_watchdog(WATCHDOG);
     sb.json(&["pull", &img.reference]);
     let mnt = sb.path("mnt");
     let tmpfs = Tmpfs::mount(&mnt, "1m");
@@ -877,7 +269,7 @@ fn save_into_a_full_disk_exits_3_leaves_no_file_and_succeeds_once_there_is_room(
         .map(|e| e.unwrap().file_name())
         .collect();
     assert!(left.is_empty(), "a failed save left {left:?}");
-    assert_fsck_clean(&sb, &sb.root, "the cache after the failed save");
+    sb.assert_fsck_deep_clean_at(&sb.root, "the cache after the failed save");
 
     tmpfs.resize("64m");
     sb.json(&["save", &img.reference, "-o", out.to_str().unwrap()]);
@@ -902,7 +294,7 @@ fn save_into_a_full_disk_says_the_disk_is_full_and_names_the_output_file() {
 
 #[test]
 fn a_disk_full_error_is_printed_once_on_stderr() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::with_watchdog(WATCHDOG);
     let mnt = sb.path("mnt");
     let _tmpfs = Tmpfs::mount(&mnt, "600k");
     let r = sb.run_at(
@@ -996,7 +388,7 @@ fn no_command_prints_or_stores_a_password_nor_writes_a_credential_file() {
     needles.extend(secret_forms(&user, &right_pass));
     let wrong = format!("{user}:{marker}");
     let right = format!("{user}:{right_pass}");
-    let sb = Sandbox::new();
+    let sb = Sandbox::with_watchdog(WATCHDOG);
     let mut runs = 0;
 
     let check_text = |what: &str, text: &str| {
@@ -1050,14 +442,11 @@ fn no_command_prints_or_stores_a_password_nor_writes_a_credential_file() {
         }
     };
     let docker_config = |pair: &str| {
-        let dir = sb.home.join(".docker");
-        fs::create_dir_all(&dir).unwrap();
-        let doc = json!({"auths": {reg: {"auth": base64(pair.as_bytes())}}});
-        fs::write(dir.join("config.json"), doc.to_string()).unwrap();
+        write_docker_config(&sb.home, reg, pair);
         // An mtime in the past, so that a rewrite within the same second shows.
         let f = fs::File::options()
             .write(true)
-            .open(dir.join("config.json"))
+            .open(sb.home.join(".docker/config.json"))
             .unwrap();
         f.set_modified(SystemTime::now() - Duration::from_secs(3600))
             .unwrap();
@@ -1187,9 +576,9 @@ fn no_process_of_the_mix_fails_with_database_is_locked() {
 fn six_processes_at_once(run_for: Duration, tolerate_locked: bool) {
     // A and B share their first layer.
     let shared = layer(900_000);
-    let a = push_image(&unique_repo("mixa"), &[shared.clone(), layer(700_000)]);
+    let a = push_image(&unique_name("mixa"), &[shared.clone(), layer(700_000)]);
     let b = push_image(
-        &unique_repo("mixb"),
+        &unique_name("mixb"),
         &[shared, layer(600_000), layer(400_000)],
     );
     let images = [a.clone(), b.clone()];
@@ -1197,7 +586,7 @@ fn six_processes_at_once(run_for: Duration, tolerate_locked: bool) {
         .iter()
         .map(|i| (i.reference.clone(), i.config_digest.clone()))
         .collect();
-    let sb = Arc::new(Sandbox::new());
+    let sb = Arc::new(Sandbox::with_watchdog(WATCHDOG));
     // Tarballs for the importer, saved from a seed cache.
     let seed = sb.path("seed");
     let mut tars = Vec::new();
@@ -1344,9 +733,9 @@ fn six_processes_at_once(run_for: Duration, tolerate_locked: bool) {
     }
 
     // The cache is consistent: fsck deep, every reference the registry's image, every blob intact.
-    assert_fsck_clean(&sb, &sb.root, "after the mix");
-    let stored = assert_blob_files_hash_to_their_names(&sb.root, "after the mix");
-    for (reference, id) in refs_at(&sb, &sb.root) {
+    sb.assert_fsck_deep_clean_at(&sb.root, "after the mix");
+    let stored = sb.assert_blob_files_hash_to_their_names_at(&sb.root, "after the mix");
+    for (reference, id) in sb.refs_with_ids_at(&sb.root) {
         assert_eq!(Some(&id), ids.get(&reference), "{reference}");
         let v = sb.json(&["verify", "--deep", "--expect", &id, &reference]);
         assert_eq!(v["ok"], true, "{v:#}");
@@ -1357,7 +746,7 @@ fn six_processes_at_once(run_for: Duration, tolerate_locked: bool) {
     }
 
     // No blob was downloaded twice at the same time.
-    let gets = log.blob_gets(&[&a.repo, &b.repo]);
+    let gets = log.blob_responses(&[&a.repo, &b.repo]);
     let mut by_blob: BTreeMap<String, Vec<&Served>> = BTreeMap::new();
     for g in &gets {
         let digest = g.uri.rsplit('/').next().unwrap().to_owned();
@@ -1403,21 +792,15 @@ fn strace_rename(sb: &Sandbox, args: &[&str], inject: &str) -> Child {
     .arg(bin())
     .arg("--root")
     .arg(&sb.root)
-    .args(args)
-    .env("HOME", &sb.home)
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    for v in CLEARED_VARS {
-        c.env_remove(v);
-    }
+    .args(args);
+    sb.isolate(&mut c);
     c.spawn().expect("strace (apt package strace)")
 }
 
 /// A cache holding busybox and multiarch, and how a kill at the refs.json rename of `args`
 /// leaves it.
 fn killed_at_the_refs_json_rename(args: &[&str]) -> (Sandbox, Value) {
-    let sb = Sandbox::new();
+    let sb = Sandbox::with_watchdog(WATCHDOG);
     let busybox = format!("{}/busybox:v1", registry());
     sb.json(&["pull", &busybox]);
     sb.json(&["pull", &format!("{}/multiarch:v1", registry())]);
@@ -1437,13 +820,15 @@ fn rm_killed_before_refs_json_is_rewritten_leaves_a_clean_cache() {
     sb.json(&["prune"]);
     // Killed before it removed anything, the reference is still listed; once rm completes,
     // repair must not bring it back.
-    let before = refs_at(&sb, &sb.root);
+    let before = sb.refs_with_ids_at(&sb.root);
     let repaired = sb.json(&["fsck", "--repair"]);
-    assert_eq!(refs_at(&sb, &sb.root), before, "{repaired:#}");
+    assert_eq!(sb.refs_with_ids_at(&sb.root), before, "{repaired:#}");
     sb.json(&["rm", &busybox]);
     let repaired = sb.json(&["fsck", "--repair"]);
     assert!(
-        !refs_at(&sb, &sb.root).iter().any(|(r, _)| *r == busybox),
+        !sb.refs_with_ids_at(&sb.root)
+            .iter()
+            .any(|(r, _)| *r == busybox),
         "the removed reference came back: {repaired:#}"
     );
 }
@@ -1458,7 +843,7 @@ fn prune_max_size_killed_before_refs_json_is_rewritten_leaves_a_clean_cache() {
 
 #[test]
 fn prune_and_fsck_during_an_rm_neither_refuse_nor_report_lost_references() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::with_watchdog(WATCHDOG);
     let busybox = format!("{}/busybox:v1", registry());
     sb.json(&["pull", &busybox]);
     sb.json(&["pull", &format!("{}/multiarch:v1", registry())]);

@@ -10,91 +10,18 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::path::Path;
 
 use serde_json::{Value, json};
 
 use crate::support::*;
 
 const FORMATS: [&str; 3] = ["combined", "legacy", "oci"];
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 /// busybox:v1 of the test registry, as every fixture of it holds it.
 const BUSYBOX_ID: &str = "sha256:3f22b83bc3fbbd5fb965afd0dc18b64fb9adc4d430119e33b425ab2ce15875d9";
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-fn registry() -> &'static str {
-    &env().vars["TEST_REGISTRY"]
-}
-
-fn digest_of(data: &[u8]) -> String {
-    format!("sha256:{}", sha256_hex(data))
-}
-
-fn hex(digest: &str) -> &str {
-    digest.strip_prefix("sha256:").unwrap_or(digest)
-}
-
-fn nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-}
-
-/// A repository name no other test (or earlier run) uses.
-fn unique(what: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "save-{what}-{}-{}-{}",
-        std::process::id(),
-        nanos() % 1_000_000_000,
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// Incompressible bytes, different on every call.
-fn random_bytes(len: usize) -> Vec<u8> {
-    static N: AtomicU64 = AtomicU64::new(1);
-    let mut x = nanos()
-        ^ (u64::from(std::process::id()) << 32)
-        ^ N.fetch_add(1, Ordering::Relaxed)
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    x |= 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-/// An uncompressed layer: a tar holding one file of random bytes.
-fn layer_tar(size: usize) -> Vec<u8> {
-    let data = random_bytes(size);
-    let mut b = tar::Builder::new(Vec::new());
-    let mut h = tar::Header::new_gnu();
-    h.set_entry_type(tar::EntryType::Regular);
-    h.set_size(size as u64);
-    h.set_mode(0o644);
-    h.set_mtime(0);
-    b.append_data(
-        &mut h,
-        format!("data/{}", sha256_hex(&data[..32])),
-        &data[..],
-    )
-    .unwrap();
-    b.into_inner().unwrap()
-}
 
 /// The name a reference is recorded under: docker.io and library/ made explicit.
 fn normalize(r: &str) -> String {
@@ -105,218 +32,19 @@ fn normalize(r: &str) -> String {
     }
 }
 
-/// The result of one run of a program, stdout kept as bytes (a tarball, with `-o -`).
-struct Out {
-    code: i32,
-    stdout: Vec<u8>,
-    stderr: String,
-}
-
-impl Out {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.stdout).into_owned()
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
-                self.text(),
-                self.stderr
-            )
-        })
-    }
-
-    fn ok(self, what: &str) -> Self {
-        assert_eq!(
-            self.code,
-            0,
-            "{what}\nstdout:\n{}\nstderr:\n{}",
-            self.text(),
-            self.stderr
-        );
-        self
-    }
-}
-
-fn run_cmd(cmd: &mut Command) -> Out {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: out.stdout,
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-/// Names in a directory (empty when it does not exist).
-fn listing(dir: &Path) -> BTreeSet<String> {
-    fs::read_dir(dir)
-        .map(|rd| {
-            rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// A cache root and a HOME of its own, and room for files beside them.
-struct Cache {
-    dir: tempfile::TempDir,
-    root: PathBuf,
-    home: PathBuf,
-}
-
-impl Cache {
-    fn new() -> Self {
-        let dir = tempdir();
-        let root = dir.path().join("root");
-        let home = dir.path().join("home");
-        fs::create_dir_all(&home).unwrap();
-        Self { dir, root, home }
-    }
-
-    /// A path in the test's own directory (beside the cache root).
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn run(&self, args: &[&str]) -> Out {
-        let mut c = Command::new(bin());
-        c.arg("--root").arg(&self.root).args(args);
-        c.env("HOME", &self.home);
-        for v in [
-            "DOCKER_CONFIG",
-            "REGISTRY_AUTH_FILE",
-            "XDG_RUNTIME_DIR",
-            "XDG_CONFIG_HOME",
-            "XDG_CACHE_HOME",
-            "IMGCACHE_HOME",
-            "IMGCACHE_LOG",
-        ] {
-            c.env_remove(v);
-        }
-        run_cmd(&mut c)
-    }
-
-    /// Runs with `--json`, expecting `code`.
-    fn json_code(&self, args: &[&str], code: i32) -> Value {
-        let mut a = vec!["--json"];
-        a.extend_from_slice(args);
-        let r = self.run(&a);
-        assert_eq!(
-            r.code,
-            code,
-            "imgcache {args:?}\nstdout:\n{}\nstderr:\n{}",
-            r.text(),
-            r.stderr
-        );
-        r.json()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        self.json_code(args, 0)
-    }
-
-    /// Pulls `reference`; its image ID.
-    fn pull(&self, reference: &str) -> String {
-        self.json(&["pull", reference])["image_id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    }
-
-    fn save(&self, reference: &str, format: &str, out: &Path) -> Value {
-        self.json(&["save", reference, "-o", s(out), "--format", format])
-    }
-
-    /// `--json save REF -o -`: the tarball, and nothing else, on stdout.
-    fn save_stdout(&self, reference: &str, format: &str) -> Vec<u8> {
-        self.run(&["--json", "save", reference, "-o", "-", "--format", format])
-            .ok("save -o -")
-            .stdout
-    }
-
-    fn import(&self, file: &Path, extra: &[&str]) -> Value {
-        let mut a = vec!["import", s(file)];
-        a.extend_from_slice(extra);
-        let doc = self.json(&a);
-        assert_eq!(doc["ok"], true, "{doc:#}");
-        doc
-    }
-
-    fn blob_dir(&self) -> PathBuf {
-        self.root.join("blobs/sha256")
-    }
-
-    fn blob(&self, digest: &str) -> Vec<u8> {
-        fs::read(self.blob_dir().join(hex(digest))).unwrap()
-    }
-
-    /// The blob files on disk, by name, with their sizes.
-    fn blob_files(&self) -> BTreeSet<(String, u64)> {
-        fs::read_dir(self.blob_dir())
-            .map(|rd| {
-                rd.map(|e| {
-                    let e = e.unwrap();
-                    (
-                        format!("sha256:{}", e.file_name().to_string_lossy()),
-                        e.metadata().unwrap().len(),
-                    )
-                })
-                .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// `ls --json`: (reference, image ID, platform) of every entry.
-    fn ls(&self) -> BTreeSet<(String, String, String)> {
-        self.json(&["ls"])["images"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| {
-                let f = |k: &str| e[k].as_str().unwrap().to_owned();
-                (f("reference"), f("image_id"), f("platform"))
-            })
-            .collect()
-    }
-
-    /// `fsck --deep` must be clean, with no blob nobody needs.
-    fn assert_fsck_clean(&self) {
-        let doc = self.json(&["fsck", "--deep"]);
-        assert_eq!(doc["ok"], true, "{doc:#}");
-        for k in [
-            "missing",
-            "corrupt",
-            "unreferenced",
-            "broken_references",
-            "lost_references",
-        ] {
-            assert_eq!(doc[k], json!([]), "{k}: {doc:#}");
-        }
-        assert_eq!(
-            doc["blobs_checked"].as_u64().unwrap() as usize,
-            self.blob_files().len(),
-            "{doc:#}"
-        );
-    }
-
-    /// No half-written blob left behind.
-    fn assert_no_ingest(&self) {
-        let left = listing(&self.root.join("ingest"));
-        assert!(left.is_empty(), "left in ingest/: {left:?}");
-    }
+/// `fsck --deep` must be clean, with no blob nobody needs, and have checked every blob file.
+fn assert_fsck_spotless(c: &Sandbox) {
+    let doc = c.assert_fsck_deep_spotless();
+    assert_eq!(
+        doc["blobs_checked"].as_u64().unwrap() as usize,
+        c.blob_files_with_sizes().len(),
+        "{doc:#}"
+    );
 }
 
 /// `verify --deep --no-memo FILE` must pass, with one image of `id` under `tags`; its dialect.
-fn assert_verifies(c: &Cache, file: &Path, id: &str, tags: &[&str]) -> String {
-    let doc = c.json(&["verify", "--deep", "--no-memo", s(file)]);
+fn assert_verifies(c: &Sandbox, file: &Path, id: &str, tags: &[&str]) -> String {
+    let doc = c.json(&["verify", "--deep", "--no-memo", path_str(file)]);
     assert_eq!(doc["ok"], true, "{doc:#}");
     let f = &doc["files"][0];
     let images = f["images"].as_array().unwrap();
@@ -327,91 +55,7 @@ fn assert_verifies(c: &Cache, file: &Path, id: &str, tags: &[&str]) -> String {
     f["dialect"].as_str().unwrap().to_owned()
 }
 
-/// An image pushed to the plain test registry as `<repo>:v1`: gzip layers of random bytes.
-struct Pushed {
-    reference: String,
-    config_digest: String,
-}
-
-fn push_fresh_image(what: &str, sizes: &[usize]) -> Pushed {
-    let repo = unique(what);
-    let dir = tempdir();
-    let blobs = dir.path().join("blobs/sha256");
-    fs::create_dir_all(&blobs).unwrap();
-    let put = |data: &[u8]| -> String {
-        let d = digest_of(data);
-        fs::write(blobs.join(hex(&d)), data).unwrap();
-        d
-    };
-    let mut layers = Vec::new();
-    let mut diff_ids = Vec::new();
-    for &size in sizes {
-        let tar = layer_tar(size);
-        diff_ids.push(digest_of(&tar));
-        let gz = gzip(&tar);
-        layers.push(json!({"mediaType": OCI_LAYER_GZIP, "digest": put(&gz), "size": gz.len()}));
-    }
-    let config = serde_json::to_vec(&json!({
-        "architecture": "amd64",
-        "os": "linux",
-        "created": "2024-01-01T00:00:00Z",
-        "config": {"Labels": {"test.repo": repo}},
-        "rootfs": {"type": "layers", "diff_ids": diff_ids},
-    }))
-    .unwrap();
-    let config_digest = put(&config);
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": config.len()},
-        "layers": layers,
-    }))
-    .unwrap();
-    let manifest_digest = put(&manifest);
-    fs::write(
-        dir.path().join("oci-layout"),
-        br#"{"imageLayoutVersion":"1.0.0"}"#,
-    )
-    .unwrap();
-    let index = json!({
-        "schemaVersion": 2,
-        "manifests": [{
-            "mediaType": OCI_MANIFEST, "digest": manifest_digest, "size": manifest.len(),
-            "annotations": {"org.opencontainers.image.ref.name": "v1"}
-        }]
-    });
-    fs::write(dir.path().join("index.json"), index.to_string()).unwrap();
-    run_cmd(
-        Command::new("skopeo")
-            .args([
-                "copy",
-                "--quiet",
-                "--preserve-digests",
-                "--dest-tls-verify=false",
-            ])
-            .arg(format!("oci:{}:v1", dir.path().display()))
-            .arg(format!("docker://{}/{repo}:v1", registry())),
-    )
-    .ok("skopeo copy");
-    Pushed {
-        reference: format!("{}/{repo}:v1", registry()),
-        config_digest,
-    }
-}
-
 // --- engines ---
-
-fn docker(args: &[&str]) -> Out {
-    let v = &env().vars;
-    let cli = v
-        .get("TEST_DOCKER_CLI")
-        .map_or("/usr/bin/docker", String::as_str);
-    run_cmd(
-        Command::new(cli)
-            .env("DOCKER_HOST", &v["DOCKER_HOST"])
-            .args(args),
-    )
-}
 
 /// A tag loaded into dockerd: removed when dropped (also when the test fails).
 struct DockerTag(String);
@@ -420,14 +64,14 @@ impl DockerTag {
     /// `docker load -i FILE`, expecting `tag`; the image ID dockerd reports for it.
     fn load(file: &Path, tag: &str) -> (Self, String) {
         let guard = Self(tag.to_owned());
-        let load = docker(&["load", "-i", s(file)]).ok("docker load");
+        let load = docker(&["load", "-i", path_str(file)]).ok("docker load");
         assert!(
-            load.text().contains(&format!("Loaded image: {tag}")),
+            load.stdout.contains(&format!("Loaded image: {tag}")),
             "{}",
-            load.text()
+            load.stdout
         );
         let id = docker(&["image", "inspect", "-f", "{{.Id}}", tag]).ok("docker inspect");
-        (guard, id.text().trim().to_owned())
+        (guard, id.stdout.trim().to_owned())
     }
 
     /// Removes the tag now, and checks it is gone (so the next load reads every layer again).
@@ -444,112 +88,6 @@ impl Drop for DockerTag {
     }
 }
 
-/// Podman on a private store under `base`.
-fn podman(base: &Path, args: &[&str]) -> Out {
-    let tmp = base.join("tmp");
-    fs::create_dir_all(&tmp).unwrap();
-    run_cmd(
-        Command::new("podman")
-            .arg("--root")
-            .arg(base.join("root"))
-            .arg("--runroot")
-            .arg(base.join("run"))
-            .arg("--tmpdir")
-            .arg(&tmp)
-            .args([
-                "--storage-driver",
-                "vfs",
-                "--events-backend=none",
-                "--cgroup-manager=cgroupfs",
-            ])
-            .env("TMPDIR", &tmp)
-            .args(args),
-    )
-}
-
-fn testenv_script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../scripts/testenv")
-        .join(name)
-}
-
-/// A private containerd, stopped (and its directory removed) when dropped.
-struct Containerd {
-    dir: tempfile::TempDir,
-    sock: PathBuf,
-}
-
-impl Containerd {
-    fn start() -> Self {
-        let dir = tempdir();
-        let sock = dir.path().join("containerd.sock");
-        let started = run_cmd(
-            Command::new("bash")
-                .arg(testenv_script("start-containerd.sh"))
-                .arg(dir.path())
-                .arg("native"),
-        );
-        // The guard exists before the check, so a half-started daemon is stopped too.
-        let me = Self { dir, sock };
-        started.ok("start-containerd.sh");
-        me
-    }
-
-    fn ctr(&self, args: &[&str]) -> Out {
-        run_cmd(
-            Command::new("ctr")
-                .arg("-a")
-                .arg(&self.sock)
-                .args(["-n", "k8s.io"])
-                .args(args),
-        )
-    }
-
-    /// The top-level digest `ctr images ls` gives `name`, if listed.
-    fn listed(&self, name: &str) -> Option<String> {
-        let ls = self.ctr(&["images", "ls"]).ok("ctr images ls");
-        ls.text()
-            .lines()
-            .skip(1)
-            .map(|l| l.split_whitespace().collect::<Vec<_>>())
-            .find(|c| c.first() == Some(&name))
-            .map(|c| c[2].to_owned())
-    }
-
-    /// `ctr images import` of `file`, which must name `name`: (top-level digest, config digest).
-    fn import(&self, file: &Path, name: &str) -> (String, String) {
-        self.ctr(&["images", "rm", name]);
-        assert_eq!(self.listed(name), None);
-        self.ctr(&["images", "import", "--snapshotter", "native", s(file)])
-            .ok("ctr images import");
-        let top = self
-            .listed(name)
-            .unwrap_or_else(|| panic!("ctr import of {} gave no {name}", file.display()));
-        let manifest = self
-            .ctr(&["content", "get", &top])
-            .ok("ctr content get")
-            .json();
-        let config = manifest["config"]["digest"].as_str().unwrap().to_owned();
-        (top, config)
-    }
-}
-
-impl Drop for Containerd {
-    fn drop(&mut self) {
-        let pidfile = self.dir.path().join("containerd.pid");
-        let conf = self.dir.path().join("config.toml");
-        let _ = Command::new("bash")
-            .arg(testenv_script("stop-pidfile.sh"))
-            .arg(&pidfile)
-            .arg("20")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
 // --- archives ---
 
 /// The regular files of a tarball, by name.
@@ -558,13 +96,6 @@ fn files_of(path: &Path) -> Vec<Entry> {
         .into_iter()
         .filter(|e| e.header.entry_type().is_file())
         .collect()
-}
-
-fn entry<'a>(entries: &'a [Entry], name: &str) -> &'a Entry {
-    entries
-        .iter()
-        .find(|e| e.name == name)
-        .unwrap_or_else(|| panic!("no entry {name}"))
 }
 
 /// Where the data of entry `name` starts in the (plain) tarball, and its size.
@@ -625,7 +156,7 @@ fn write_docker_archive(path: &Path, tag: &str, sizes: &[usize]) -> (String, u64
 // 1. What save writes.
 
 /// Checks the entries of a save of `reference` against the blobs of cache `c`.
-fn assert_save_layout(c: &Cache, file: &Path, format: &str, reference: &str) {
+fn assert_save_layout(c: &Sandbox, file: &Path, format: &str, reference: &str) {
     let inspect = c.json(&["inspect", reference]);
     let id = inspect["image_id"].as_str().unwrap();
     let manifest_digest = inspect["manifest_digest"].as_str().unwrap();
@@ -723,20 +254,20 @@ fn assert_save_layout(c: &Cache, file: &Path, format: &str, reference: &str) {
 
 #[test]
 fn save_in_every_format_verifies_deep_is_deterministic_and_copies_blobs_byte_for_byte() {
-    let c = Cache::new();
+    let c = Sandbox::new();
     // A second cache with the same pulls: the same image gives the same bytes anywhere.
-    let other = Cache::new();
+    let other = Sandbox::new();
     for name in ["busybox:v1", "multiarch:v1"] {
         let reference = format!("{}/{name}", registry());
-        let id = c.pull(&reference);
-        assert_eq!(other.pull(&reference), id);
+        let id = c.pull_image_id(&reference);
+        assert_eq!(other.pull_image_id(&reference), id);
         for format in FORMATS {
             let a = c.path(&format!("{name}-{format}-a.tar"));
             let b = c.path(&format!("{name}-{format}-b.tar"));
             let doc = c.save(&reference, format, &a);
             assert_eq!(
                 doc,
-                json!({"ok": true, "reference": reference, "image_id": id, "output": s(&a), "format": format})
+                json!({"ok": true, "reference": reference, "image_id": id, "output": path_str(&a), "format": format})
             );
             c.save(&reference, format, &b);
             let bytes = fs::read(&a).unwrap();
@@ -745,7 +276,7 @@ fn save_in_every_format_verifies_deep_is_deterministic_and_copies_blobs_byte_for
                 "{name} {format}: two saves differ"
             );
             assert!(
-                bytes == c.save_stdout(&reference, format),
+                bytes == c.save_to_stdout(&reference, format),
                 "{name} {format}: -o - differs from -o FILE"
             );
             let o = other.path(&format!("{name}-{format}.tar"));
@@ -773,7 +304,7 @@ fn save_in_every_format_verifies_deep_is_deterministic_and_copies_blobs_byte_for
             .all(|n| n == "root" || n == "home" || n.ends_with("-a.tar") || n.ends_with("-b.tar")),
         "{names:?}"
     );
-    c.assert_fsck_clean();
+    assert_fsck_spotless(&c);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -782,9 +313,9 @@ fn save_in_every_format_verifies_deep_is_deterministic_and_copies_blobs_byte_for
 #[test]
 fn combined_and_legacy_saves_load_in_dockerd_under_the_image_id_and_tag() {
     // Random layers dockerd has never seen, so that it reads (gunzips and checks) every one.
-    let img = push_fresh_image("docker", &[300_000, 40_000]);
-    let c = Cache::new();
-    assert_eq!(c.pull(&img.reference), img.config_digest);
+    let img = fresh_image("docker", &[300_000, 40_000]);
+    let c = Sandbox::new();
+    assert_eq!(c.pull_image_id(&img.reference), img.config_digest);
     for format in ["combined", "legacy"] {
         let file = c.path(&format!("{format}.tar"));
         c.save(&img.reference, format, &file);
@@ -796,43 +327,43 @@ fn combined_and_legacy_saves_load_in_dockerd_under_the_image_id_and_tag() {
     let file = c.path("oci.tar");
     c.save(&img.reference, "oci", &file);
     let _tag = DockerTag(img.reference.clone());
-    let load = docker(&["load", "-i", s(&file)]);
-    assert_ne!(load.code, 0, "{}", load.text());
+    let load = docker(&["load", "-i", path_str(&file)]);
+    assert_ne!(load.code, 0, "{}", load.stdout);
     assert!(load.stderr.contains("blobs/json"), "{}", load.stderr);
 }
 
 #[test]
 fn combined_and_oci_saves_load_in_podman_under_the_image_id() {
-    let c = Cache::new();
+    let c = Sandbox::new();
     let reference = format!("{}/busybox:v1", registry());
-    let id = c.pull(&reference);
+    let id = c.pull_image_id(&reference);
     for format in ["combined", "oci"] {
         let file = c.path(&format!("{format}.tar"));
         c.save(&reference, format, &file);
-        let store = c.path(&format!("podman-{format}"));
-        let load = podman(&store, &["load", "-i", s(&file)]).ok("podman load");
+        let store = PodmanStore::new(&c.path(&format!("podman-{format}")));
+        let load = store
+            .run(&["load", "-i", path_str(&file)])
+            .ok("podman load");
         assert!(
-            load.text().contains(&format!("Loaded image: {reference}")),
+            load.stdout.contains(&format!("Loaded image: {reference}")),
             "{format}: {}",
-            load.text()
+            load.stdout
         );
-        let got = podman(
-            &store,
-            &["image", "inspect", "--format", "{{.Id}}", &reference],
-        )
-        .ok("podman image inspect");
-        assert_eq!(got.text().trim(), hex(&id), "{format}");
+        let got = store
+            .run(&["image", "inspect", "--format", "{{.Id}}", &reference])
+            .ok("podman image inspect");
+        assert_eq!(got.stdout.trim(), hex(&id), "{format}");
     }
 }
 
 #[test]
 fn combined_and_oci_saves_import_into_containerd_under_the_image_id() {
-    let c = Cache::new();
+    let c = Sandbox::new();
     let refs = [
         format!("{}/busybox:v1", registry()),
         format!("{}/multiarch:v1", registry()),
     ];
-    let ids: Vec<String> = refs.iter().map(|r| c.pull(r)).collect();
+    let ids: Vec<String> = refs.iter().map(|r| c.pull_image_id(r)).collect();
     let ctd = Containerd::start();
     for (reference, id) in refs.iter().zip(&ids) {
         let manifest_digest = c.json(&["inspect", reference])["manifest_digest"]
@@ -881,7 +412,7 @@ fn every_fixture_imports_under_its_image_ids_and_a_second_import_stores_nothing(
     );
     for fx in &env().rows {
         let what = &fx.producer;
-        let c = Cache::new();
+        let c = Sandbox::new();
         let first = c.import(&fx.file, &[]);
         assert_eq!(report_ids(&first), fx.image_ids, "{what}: {first:#}");
         let mut want_ls = BTreeSet::new();
@@ -905,11 +436,11 @@ fn every_fixture_imports_under_its_image_ids_and_a_second_import_stores_nothing(
             manifests.insert(img["manifest_digest"].as_str().unwrap().to_owned());
             stored += img["bytes_stored"].as_u64().unwrap();
         }
-        assert_eq!(c.ls(), want_ls, "{what}");
-        c.assert_fsck_clean();
+        assert_eq!(c.ls_rows(), want_ls, "{what}");
+        assert_fsck_spotless(&c);
         c.assert_no_ingest();
         // bytes_stored counts the layers written: every blob but configs and manifests, once.
-        let blobs = c.blob_files();
+        let blobs = c.blob_files_with_sizes();
         let layer_bytes: u64 = blobs
             .iter()
             .filter(|(d, _)| !fx.image_ids.contains(d) && !manifests.contains(d))
@@ -931,12 +462,12 @@ fn every_fixture_imports_under_its_image_ids_and_a_second_import_stores_nothing(
             assert_eq!(a["references"], b["references"], "{what}");
         }
         assert_eq!(
-            c.blob_files(),
+            c.blob_files_with_sizes(),
             blobs,
             "{what}: the second import wrote blobs"
         );
-        assert_eq!(c.ls(), want_ls, "{what}");
-        c.assert_fsck_clean();
+        assert_eq!(c.ls_rows(), want_ls, "{what}");
+        assert_fsck_spotless(&c);
     }
 }
 
@@ -947,7 +478,7 @@ fn import_image_picks_one_image_and_tag_names_it_and_tag_alone_wants_a_pick() {
         assert_eq!(fx.image_ids.len(), 2, "{producer}");
         assert_eq!(fx.tags.len(), 2, "{producer}");
         for (i, tag) in fx.tags.iter().enumerate() {
-            let c = Cache::new();
+            let c = Sandbox::new();
             let doc = c.import(&fx.file, &["--image", tag]);
             assert_eq!(
                 report_ids(&doc),
@@ -955,34 +486,34 @@ fn import_image_picks_one_image_and_tag_names_it_and_tag_alone_wants_a_pick() {
                 "{producer} {tag}: {doc:#}"
             );
             assert_eq!(doc["images"][0]["references"], json!([tag]), "{doc:#}");
-            let ls = c.ls();
+            let ls = c.ls_rows();
             assert_eq!(ls.len(), 1, "{ls:?}");
             assert_eq!(ls.first().unwrap().1, fx.image_ids[i]);
             // Only that image's blobs are stored: none unreferenced.
-            c.assert_fsck_clean();
+            assert_fsck_spotless(&c);
         }
 
         // Picked by image ID, recorded under --tag.
-        let c = Cache::new();
+        let c = Sandbox::new();
         let doc = c.import(
             &fx.file,
             &["--image", &fx.image_ids[1], "--tag", "example.test/x:1"],
         );
         assert_eq!(report_ids(&doc), [fx.image_ids[1].as_str()], "{doc:#}");
         assert_eq!(doc["images"][0]["references"], json!(["example.test/x:1"]));
-        let ls = c.ls();
+        let ls = c.ls_rows();
         assert_eq!(ls.len(), 1, "{ls:?}");
         let (r, id, _) = ls.first().unwrap();
         assert_eq!((r.as_str(), id), ("example.test/x:1", &fx.image_ids[1]));
-        c.assert_fsck_clean();
+        assert_fsck_spotless(&c);
 
         // --tag for two images: refused, nothing recorded.
-        let c = Cache::new();
-        let r = c.run(&["import", s(&fx.file), "--tag", "example.test/x:1"]);
+        let c = Sandbox::new();
+        let r = c.run(&["import", path_str(&fx.file), "--tag", "example.test/x:1"]);
         assert!(r.code == 2, "{producer}: {} {}", r.code, r.stderr);
         assert!(r.stderr.contains("pick one with --image"), "{}", r.stderr);
-        assert!(c.ls().is_empty());
-        assert!(c.blob_files().is_empty());
+        assert!(c.ls_rows().is_empty());
+        assert!(c.blob_files_with_sizes().is_empty());
     }
 }
 
@@ -995,8 +526,8 @@ fn an_imported_fixture_saved_combined_verifies_and_loads_in_dockerd_under_the_sa
     for producer in ["skopeo-docker-archive", "podman-oci-archive"] {
         let fx = env().fixture(producer);
         let id = &fx.image_ids[0];
-        let tag = format!("{}/{}:v1", registry(), unique("rt"));
-        let c = Cache::new();
+        let tag = format!("{}/{}:v1", registry(), unique_name("rt"));
+        let c = Sandbox::new();
         let doc = c.import(&fx.file, &["--tag", &tag]);
         assert_eq!(report_ids(&doc), [id.as_str()], "{doc:#}");
         let file = c.path("saved.tar");
@@ -1011,8 +542,8 @@ fn an_imported_fixture_saved_combined_verifies_and_loads_in_dockerd_under_the_sa
 #[test]
 fn a_docker_archive_of_new_layers_round_trips_through_import_and_save_into_dockerd() {
     // Layers dockerd has never seen: it must read and check every byte of what save wrote.
-    let c = Cache::new();
-    let tag = format!("{}/{}:v1", registry(), unique("new"));
+    let c = Sandbox::new();
+    let tag = format!("{}/{}:v1", registry(), unique_name("new"));
     let src = c.path("src.tar");
     let (id, layer_bytes) = write_docker_archive(&src, &tag, &[250_000, 30_000]);
     let doc = c.import(&src, &[]);
@@ -1034,11 +565,11 @@ fn a_docker_archive_of_new_layers_round_trips_through_import_and_save_into_docke
 
 #[test]
 fn damaged_archives_are_refused_by_import_and_nothing_is_recorded() {
-    let c = Cache::new();
+    let c = Sandbox::new();
     // Something in the cache already, to see that it is left as it was.
     c.import(&env().fixture("docker-save-digest").file, &[]);
-    let ls = c.ls();
-    let blobs = c.blob_files();
+    let ls = c.ls_rows();
+    let blobs = c.blob_files_with_sizes();
 
     let skopeo = &env().fixture("skopeo-docker-archive").file;
     let skopeo_layer0 = "fe02a815012db219630be84b47e9f8cbc60c14811726f038a3fd72f90aebc7a0.tar";
@@ -1063,7 +594,7 @@ fn damaged_archives_are_refused_by_import_and_nothing_is_recorded() {
 
     // Two images, the second one's own layer damaged: the intact first is not recorded either.
     let multi = env().fixture("docker-save-multi");
-    let shown = c.json(&["inspect", s(&multi.file)]);
+    let shown = c.json(&["inspect", path_str(&multi.file)]);
     let first_layers: Vec<&Value> = shown["images"][0]["layers"]
         .as_array()
         .unwrap()
@@ -1094,7 +625,7 @@ fn damaged_archives_are_refused_by_import_and_nothing_is_recorded() {
     ];
     for (file, check, layer) in cases {
         let what = file.file_name().unwrap().to_string_lossy();
-        let doc = c.json_code(&["import", s(file)], 1);
+        let doc = c.json_code(&["import", path_str(file)], 1);
         assert_eq!(doc["ok"], false, "{what}: {doc:#}");
         assert_eq!(doc["error"]["check"], check, "{what}: {doc:#}");
         if let Some((i, id)) = layer {
@@ -1102,14 +633,22 @@ fn damaged_archives_are_refused_by_import_and_nothing_is_recorded() {
             let msg = doc["error"]["message"].as_str().unwrap();
             assert!(msg.contains(id), "{what}: {msg}");
         }
-        let human = c.run(&["import", s(file)]);
+        let human = c.run(&["import", path_str(file)]);
         assert_eq!(human.code, 1, "{what}");
-        assert!(human.stderr.contains(s(file)), "{what}: {}", human.stderr);
+        assert!(
+            human.stderr.contains(path_str(file)),
+            "{what}: {}",
+            human.stderr
+        );
 
-        assert_eq!(c.ls(), ls, "{what}: ls changed");
-        assert_eq!(c.blob_files(), blobs, "{what}: blob files changed");
+        assert_eq!(c.ls_rows(), ls, "{what}: ls changed");
+        assert_eq!(
+            c.blob_files_with_sizes(),
+            blobs,
+            "{what}: blob files changed"
+        );
         c.assert_no_ingest();
-        c.assert_fsck_clean();
+        assert_fsck_spotless(&c);
     }
 }
 
@@ -1118,19 +657,19 @@ fn damaged_archives_are_refused_by_import_and_nothing_is_recorded() {
 
 #[test]
 fn failed_saves_exit_with_the_right_code_and_leave_no_file() {
-    let c = Cache::new();
+    let c = Sandbox::new();
     let reference = format!("{}/busybox:v1", registry());
-    let id = c.pull(&reference);
+    let id = c.pull_image_id(&reference);
     let out_dir = c.path("out");
     fs::create_dir(&out_dir).unwrap();
 
     // Not in the cache: exit 1, to a file or to stdout.
-    let missing_ref = format!("{}/{}:v1", registry(), unique("absent"));
+    let missing_ref = format!("{}/{}:v1", registry(), unique_name("absent"));
     let file = out_dir.join("absent.tar");
-    let r = c.run(&["save", &missing_ref, "-o", s(&file)]);
+    let r = c.run(&["save", &missing_ref, "-o", path_str(&file)]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("not in the cache"), "{}", r.stderr);
-    let doc = c.json_code(&["save", &missing_ref, "-o", s(&file)], 1);
+    let doc = c.json_code(&["save", &missing_ref, "-o", path_str(&file)], 1);
     assert_eq!(doc["ok"], false, "{doc:#}");
     assert!(
         doc["error"]["message"]
@@ -1147,7 +686,7 @@ fn failed_saves_exit_with_the_right_code_and_leave_no_file() {
     // A directory that does not exist: exit 3, nothing created.
     let nowhere = c.path("no-such-dir").join("x.tar");
     let before = listing(c.dir.path());
-    let r = c.run(&["save", &reference, "-o", s(&nowhere)]);
+    let r = c.run(&["save", &reference, "-o", path_str(&nowhere)]);
     assert_eq!(r.code, 3, "{}", r.stderr);
     assert!(r.stderr.contains("no-such-dir"), "{}", r.stderr);
     assert_eq!(listing(c.dir.path()), before);
@@ -1158,25 +697,32 @@ fn failed_saves_exit_with_the_right_code_and_leave_no_file() {
         .unwrap()
         .to_owned();
     fs::remove_file(c.blob_dir().join(hex(&layer))).unwrap();
-    let doc = c.json_code(&["save", &reference, "-o", s(&file)], 1);
+    let doc = c.json_code(&["save", &reference, "-o", path_str(&file)], 1);
     assert_eq!(doc["error"]["check"], "missing-entry", "{doc:#}");
     assert!(!file.exists());
     let old = out_dir.join("old.tar");
     fs::write(&old, b"what was there before").unwrap();
     c.json_code(
-        &["save", &reference, "-o", s(&old), "--format", "legacy"],
+        &[
+            "save",
+            &reference,
+            "-o",
+            path_str(&old),
+            "--format",
+            "legacy",
+        ],
         1,
     );
     assert_eq!(fs::read(&old).unwrap(), b"what was there before");
-    c.json_code(&["save", &id, "-o", s(&file)], 1);
+    c.json_code(&["save", &id, "-o", path_str(&file)], 1);
     assert_eq!(listing(&out_dir), BTreeSet::from(["old.tar".to_owned()]));
 }
 
 #[test]
 fn save_of_an_image_with_a_corrupt_stored_blob_fails_and_leaves_no_file() {
-    let c = Cache::new();
+    let c = Sandbox::new();
     let reference = format!("{}/busybox:v1", registry());
-    c.pull(&reference);
+    c.pull_image_id(&reference);
     let layer = c.json(&["inspect", &reference])["layers"][1]["digest"]
         .as_str()
         .unwrap()
@@ -1192,12 +738,12 @@ fn save_of_an_image_with_a_corrupt_stored_blob_fails_and_leaves_no_file() {
     fs::write(&path, &data).unwrap();
 
     let file = c.path("corrupt.tar");
-    let r = c.run(&["save", &reference, "-o", s(&file)]);
+    let r = c.run(&["save", &reference, "-o", path_str(&file)]);
     let written = file.exists();
     // What it wrote does not verify: the layer is not the one the manifest names.
     if written {
-        let v = c.run(&["verify", "--deep", "--no-memo", s(&file)]);
-        assert_eq!(v.code, 1, "{}", v.text());
+        let v = c.run(&["verify", "--deep", "--no-memo", path_str(&file)]);
+        assert_eq!(v.code, 1, "{}", v.stdout);
     }
     assert_eq!(r.code, 1, "save exited {}: {}", r.code, r.stderr);
     assert!(!written, "a save that failed left {}", file.display());

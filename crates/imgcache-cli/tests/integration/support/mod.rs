@@ -1,13 +1,29 @@
-//! Shared test support: the test environment, running the binary, rewriting tarballs.
+//! Shared test support: the test environment and running programs (the rest in submodules).
 
 #![allow(dead_code)]
+
+mod bytes;
+mod engines;
+mod images;
+mod registry_log;
+mod sandbox;
+mod tarballs;
+
+pub use bytes::*;
+pub use engines::*;
+pub use images::*;
+pub use registry_log::*;
+pub use sandbox::*;
+pub use tarballs::*;
 
 use std::collections::HashMap;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -97,7 +113,7 @@ impl TestEnv {
     }
 }
 
-/// The result of one run of the binary.
+/// The result of one run of a program: the binary, or a tool (skopeo, podman, ctr, docker).
 pub struct Run {
     pub code: i32,
     pub stdout: String,
@@ -115,18 +131,34 @@ impl Run {
             )
         })
     }
+
+    /// The run itself, once it is known to have exited 0 (`what` names it otherwise).
+    pub fn ok(self, what: &str) -> Self {
+        assert_eq!(
+            self.code, 0,
+            "{what}\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
 }
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_imgcache")
 }
 
+/// `imgcache ARGS` as it is, in this process's environment.
 pub fn imgcache<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
-    run(Command::new(bin()).args(args), None)
+    output_of(Command::new(bin()).args(args))
 }
 
-/// Runs the binary under GNU time to record its peak RSS.
-pub fn imgcache_rss<S: AsRef<std::ffi::OsStr>>(args: &[S], tmp: &Path) -> Run {
+/// Runs `imgcache ARGS` under GNU time to record its peak RSS (in `tmp`); `setup` may set its
+/// directory and environment first.
+pub fn imgcache_rss<S: AsRef<std::ffi::OsStr>>(
+    args: &[S],
+    tmp: &Path,
+    setup: impl FnOnce(&mut Command),
+) -> Run {
     let rss_file = tmp.join(format!("rss-{}", std::process::id()));
     let mut cmd = Command::new("/usr/bin/time");
     cmd.arg("-f")
@@ -135,26 +167,93 @@ pub fn imgcache_rss<S: AsRef<std::ffi::OsStr>>(args: &[S], tmp: &Path) -> Run {
         .arg(&rss_file)
         .arg(bin())
         .args(args);
-    let mut r = run(&mut cmd, None);
+    setup(&mut cmd);
+    let mut r = output_of(&mut cmd);
     let text = fs::read_to_string(&rss_file).expect("GNU time output (apt package 'time')");
     r.max_rss_kib = text.lines().last().and_then(|l| l.trim().parse().ok());
     fs::remove_file(&rss_file).ok();
     r
 }
 
-fn run(cmd: &mut Command, stdin: Option<&[u8]>) -> Run {
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    });
-    let out = cmd.output().expect("run imgcache");
+/// Runs `cmd` to the end, stdin empty, and keeps what it printed.
+pub fn output_of(cmd: &mut Command) -> Run {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    to_run(out)
+}
+
+/// Runs `cmd` to the end, stdin empty; it must succeed (`what` names it otherwise). What it
+/// printed on stdout, byte for byte.
+pub fn checked_stdout(cmd: &mut Command, what: &str) -> Vec<u8> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+pub fn to_run(out: std::process::Output) -> Run {
     Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         max_rss_kib: None,
     }
+}
+
+/// Runs `cmd` (stdout and stderr piped), killing it after `timeout`; returns the run and whether
+/// it had to be killed.
+pub fn watched(cmd: &mut Command, timeout: Duration) -> (Run, bool) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_watched(&mut child, timeout)
+}
+
+/// Waits for `child` (stdout and stderr piped), killing it after `timeout`; returns the run and
+/// whether it had to be killed.
+pub fn wait_watched(child: &mut Child, timeout: Duration) -> (Run, bool) {
+    let drain = |mut r: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut b = Vec::new();
+            r.read_to_end(&mut b).ok();
+            String::from_utf8_lossy(&b).into_owned()
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let start = Instant::now();
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > timeout {
+            timed_out = true;
+            child.kill().ok();
+            break child.wait().unwrap();
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    (
+        Run {
+            code: status.code().unwrap_or(-1),
+            stdout: out.join().unwrap(),
+            stderr: err.join().unwrap(),
+            max_rss_kib: None,
+        },
+        timed_out,
+    )
 }
 
 pub fn tempdir() -> tempfile::TempDir {
@@ -164,97 +263,26 @@ pub fn tempdir() -> tempfile::TempDir {
         .unwrap()
 }
 
-/// One entry of a tarball, held in memory (fixtures are small).
-#[derive(Clone)]
-pub struct Entry {
-    pub header: tar::Header,
-    pub name: String,
-    pub data: Vec<u8>,
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap()
 }
 
-impl Entry {
-    pub fn file(name: &str, data: &[u8]) -> Self {
-        let mut header = tar::Header::new_gnu();
-        header.set_entry_type(tar::EntryType::Regular);
-        header.set_size(data.len() as u64);
-        header.set_mode(0o644);
-        header.set_mtime(0);
-        Entry {
-            header,
-            name: name.to_owned(),
-            data: data.to_vec(),
-        }
-    }
-
-    pub fn symlink(name: &str, target: &str) -> Self {
-        let mut header = tar::Header::new_gnu();
-        header.set_entry_type(tar::EntryType::Symlink);
-        header.set_size(0);
-        header.set_mode(0o777);
-        header.set_link_name(target).unwrap();
-        Entry {
-            header,
-            name: name.to_owned(),
-            data: Vec::new(),
-        }
-    }
-}
-
-/// Reads every entry of a (small, plain) tarball.
-pub fn read_tar(path: &Path) -> Vec<Entry> {
-    let mut archive = tar::Archive::new(fs::File::open(path).unwrap());
-    archive
-        .entries()
-        .unwrap()
-        .map(|e| {
-            let mut e = e.unwrap();
-            let name = String::from_utf8(e.path_bytes().into_owned()).unwrap();
-            let mut data = Vec::new();
-            e.read_to_end(&mut data).unwrap();
-            Entry {
-                header: e.header().clone(),
-                name,
-                data,
-            }
+/// Names in a directory (empty when it does not exist).
+pub fn listing(dir: &Path) -> std::collections::BTreeSet<String> {
+    fs::read_dir(dir)
+        .map(|rd| {
+            rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
         })
-        .collect()
+        .unwrap_or_default()
 }
 
-/// Writes entries as a tarball (names through GNU long-name records when needed).
-pub fn write_tar(path: &Path, entries: &[Entry]) {
-    let mut b = tar::Builder::new(fs::File::create(path).unwrap());
-    for e in entries {
-        let mut h = e.header.clone();
-        h.set_size(e.data.len() as u64);
-        if h.entry_type().is_symlink() || h.entry_type().is_hard_link() {
-            let target = h.link_name().unwrap().unwrap().into_owned();
-            b.append_link(&mut h, &e.name, target).unwrap();
-        } else {
-            b.append_data(&mut h, &e.name, &e.data[..]).unwrap();
-        }
-    }
-    b.finish().unwrap();
-}
-
-pub fn sha256_hex(data: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(data)
+/// The image IDs of the images of one file of a `verify` or `inspect` document.
+pub fn image_ids(file: &Value) -> Vec<&str> {
+    file["images"]
+        .as_array()
+        .unwrap()
         .iter()
-        .map(|b| format!("{b:02x}"))
+        .map(|i| i["image_id"].as_str().unwrap())
         .collect()
-}
-
-pub fn gzip(data: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    e.write_all(data).unwrap();
-    e.finish().unwrap()
-}
-
-pub fn gunzip(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    flate2::read::MultiGzDecoder::new(data)
-        .read_to_end(&mut out)
-        .unwrap();
-    out
 }
