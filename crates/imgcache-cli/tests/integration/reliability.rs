@@ -64,50 +64,6 @@ fn registry_log_times_and_durations_parse() {
 // ---------------------------------------------------------------------------------------------
 // 1. Disk full.
 
-/// A tmpfs mounted at a directory, unmounted when dropped (declare it after the [`Sandbox`]
-/// holding the directory, so that it is dropped first).
-struct Tmpfs {
-    dir: PathBuf,
-}
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Self {
-        fs::create_dir_all(dir).unwrap();
-        output_of(
-            Command::new("mount")
-                .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755")])
-                .arg("tmpfs")
-                .arg(dir),
-        )
-        .ok(&format!(
-            "mount -t tmpfs at {} (the disk-full tests need root)",
-            dir.display()
-        ));
-        Self { dir: dir.into() }
-    }
-
-    fn resize(&self, size: &str) {
-        output_of(
-            Command::new("mount")
-                .args(["-o", &format!("remount,size={size}")])
-                .arg(&self.dir),
-        )
-        .ok("remount");
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let ok = Command::new("umount")
-            .arg(&self.dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
-        }
-    }
-}
-
 /// A failed command's JSON error is `environment` and its message says the disk is full and
 /// names a file under `dir`; stderr says so too.
 fn assert_disk_full(r: &Run, dir: &Path, ctx: &str) {

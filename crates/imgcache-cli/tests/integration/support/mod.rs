@@ -8,6 +8,7 @@ mod images;
 mod registry_log;
 mod sandbox;
 mod tarballs;
+mod tmpfs;
 
 pub use bytes::*;
 pub use engines::*;
@@ -15,6 +16,7 @@ pub use images::*;
 pub use registry_log::*;
 pub use sandbox::*;
 pub use tarballs::*;
+pub use tmpfs::*;
 
 use std::collections::HashMap;
 use std::fs;
