@@ -9,7 +9,8 @@
 #                  all three; digests in BASE/images-<registry>.tsv/.json
 #     dockerd      20.10, vfs, own containerd, socket BASE/dockerd/docker.sock (stays running)
 #     fixtures     real tarballs from skopeo/podman/docker in BASE/fixtures + fixtures.tsv
-#     newer        dockerd 26/28, containerd 1.7/2.1 (newer-engines.sh up; BASE/newer/env.sh)
+#     newer        dockerd 26/28, containerd 1.7/2.1 (newer-engines.sh up; BASE/newer/env.sh), and
+#                  their docker save output (make-newer-fixtures.sh: BASE/newer-fixtures)
 #     BASE/env.sh  export lines (TEST_REGISTRY*, TEST_OCI_LAYOUT, TEST_FIXTURES, DOCKER_HOST, PIDs)
 #   Stop with down.sh [BASE]. Progress goes to stderr; stdout gets only the env.sh path.
 set -euo pipefail
@@ -56,6 +57,9 @@ log "fixtures ready"
 # dockerd 26/28 and containerd 1.7/2.1 from Debian's newer suites (sid ones may be SKIPs)
 "$HERE/newer-engines.sh" up "$BASE" >/dev/null
 log "newer engines up"
+# their own `docker save` output (dockerd 26 classic, dockerd 28 containerd store)
+"$HERE/make-newer-fixtures.sh" "$BASE"
+log "newer fixtures ready"
 
 {
   echo "# written by scripts/testenv/up.sh; source it: . $BASE/env.sh"

@@ -10,6 +10,7 @@ mod archives;
 mod cache;
 mod damage;
 mod dialects;
+mod docker_saves;
 mod engine_disk;
 mod engines;
 mod faults;

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use super::{Archive, ArchiveImage, Layer, MAX_MANIFEST_BYTES, SmallRead};
 use crate::digest::{BlobDigest, Digest, ImageId, truncate_for_message};
 use crate::error::{Check, Error, Problem};
+use crate::platform::PlatformSpec;
 
 /// How deep OCI indexes may nest.
 const MAX_INDEX_DEPTH: usize = 4;
@@ -119,6 +120,12 @@ impl Archive {
                 format!("indexes nest deeper than {MAX_INDEX_DEPTH} levels"),
             )));
         }
+        // Inside an image's own index (depth > 0), a platform whose manifest is absent is
+        // skipped: `docker save` on the containerd image store writes only the platforms the
+        // engine holds, usually just this host's. The first such absence is kept to fail with
+        // when no platform at all is present.
+        let mut absent: Option<Problem> = None;
+        let mut present = 0usize;
         for desc in index.manifests.iter().flatten() {
             if let Some(p) = desc.platform()
                 && p.os().to_string() == "unknown"
@@ -135,8 +142,30 @@ impl Archive {
             let bytes = match self.read_small(&entry, MAX_MANIFEST_BYTES) {
                 Ok(b) => b,
                 Err(SmallRead::Error(e)) => return Err(e),
+                Err(SmallRead::Problem(p)) if depth > 0 && p.check == Check::MissingEntry => {
+                    let platform = desc.platform().as_ref().map_or_else(
+                        || "a platform".to_owned(),
+                        |p| {
+                            let variant = p.variant().as_deref();
+                            let (os, arch) = (p.os().to_string(), p.architecture().to_string());
+                            PlatformSpec::new(&os, &arch, variant).to_string()
+                        },
+                    );
+                    self.warnings.push(
+                        Problem::new(
+                            Check::MissingEntry,
+                            format!(
+                                "the index lists {platform}, whose manifest {entry:?} is not in the archive (only the platforms present are read)"
+                            ),
+                        )
+                        .entry(&entry),
+                    );
+                    absent.get_or_insert(p);
+                    continue;
+                }
                 Err(SmallRead::Problem(p)) => return Err(self.fail(p)),
             };
+            present += 1;
             let actual = Digest::of_bytes(&bytes);
             if actual != digest {
                 return Err(self.fail(
@@ -184,7 +213,10 @@ impl Archive {
                 }
             }
         }
-        Ok(())
+        match absent {
+            Some(p) if present == 0 => Err(self.fail(p)),
+            _ => Ok(()),
+        }
     }
 
     fn read_nested_index(
