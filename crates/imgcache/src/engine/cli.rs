@@ -152,14 +152,14 @@ impl Cli {
 
         let mut input_error = None;
         if let (Some(produce), Some(stdin)) = (produce, child.stdin.take()) {
-            let mut w = PipeWriter {
+            let mut w = HoldBack::new(PipeWriter {
                 inner: stdin,
                 broken: false,
-            };
+            });
             let result = produce(&mut w)
-                .and_then(|()| w.flush().map_err(|e| Error::io("<engine stdin>", e)));
+                .and_then(|()| w.release().map_err(|e| Error::io("<engine stdin>", e)));
             if let Err(e) = result {
-                if !w.broken {
+                if !w.inner.broken {
                     // Our side failed while the engine still reads: stop it before it sees EOF.
                     kill(&mut child);
                     drop(w);
@@ -473,6 +473,61 @@ fn spawn_reader(
     Reader { kept, done }
 }
 
+/// How much of a streamed load's end is held back until its producer has succeeded. Engines
+/// act on the tar's end-of-archive blocks (1 KiB of zeros, padded to at most a 10 KiB record),
+/// not on the end of their input: dockerd 20.10 to 28, `ctr images import` of containerd 1.7
+/// and 2.1 load a complete tarball while their input is still open. Without its tail the
+/// engine cannot see the end of the archive, so a producer that fails after its last byte
+/// (a digest checked at the end) still loads nothing.
+pub(crate) const HOLD_BACK: usize = 64 << 10;
+
+/// A writer that passes everything through except the last [`HOLD_BACK`] bytes, which only
+/// [`HoldBack::release`] writes. `flush` does not release them.
+pub(crate) struct HoldBack<W: Write> {
+    pub inner: W,
+    tail: Vec<u8>,
+}
+
+impl<W: Write> HoldBack<W> {
+    pub fn new(inner: W) -> Self {
+        Self {
+            inner,
+            tail: Vec::with_capacity(2 * HOLD_BACK),
+        }
+    }
+
+    /// Writes what was held back (the producer is done) and flushes.
+    pub fn release(&mut self) -> io::Result<()> {
+        let tail = std::mem::take(&mut self.tail);
+        self.inner.write_all(&tail)?;
+        self.inner.flush()
+    }
+}
+
+impl<W: Write> Write for HoldBack<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.len() >= HOLD_BACK {
+            self.inner.write_all(&self.tail)?;
+            self.tail.clear();
+            let (now, later) = buf.split_at(buf.len() - HOLD_BACK);
+            self.inner.write_all(now)?;
+            self.tail.extend_from_slice(later);
+        } else {
+            self.tail.extend_from_slice(buf);
+            if self.tail.len() >= 2 * HOLD_BACK {
+                let out = self.tail.len() - HOLD_BACK;
+                self.inner.write_all(&self.tail[..out])?;
+                self.tail.drain(..out);
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// The child's stdin, remembering whether the child closed its end.
 struct PipeWriter {
     inner: ChildStdin,
@@ -683,6 +738,62 @@ mod tests {
             ),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn the_tail_waits_for_the_producer() {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let mut w = HoldBack::new(Vec::new());
+        for chunk in data[..1000].chunks(7) {
+            w.write_all(chunk).unwrap();
+        }
+        w.write_all(&data[1000..200_000]).unwrap();
+        for chunk in data[200_000..].chunks(8192) {
+            w.write_all(chunk).unwrap();
+        }
+        w.flush().unwrap();
+        let sent = w.inner.len();
+        assert!(sent <= data.len() - HOLD_BACK, "{sent}");
+        assert!(sent >= data.len() - 2 * HOLD_BACK, "{sent}");
+        assert_eq!(w.inner, data[..sent]);
+        w.release().unwrap();
+        assert_eq!(w.inner, data);
+
+        // A short stream: nothing before the release.
+        let mut w = HoldBack::new(Vec::new());
+        w.write_all(&data[..HOLD_BACK - 1]).unwrap();
+        w.flush().unwrap();
+        assert!(w.inner.is_empty());
+        w.release().unwrap();
+        assert_eq!(w.inner, data[..HOLD_BACK - 1]);
+    }
+
+    /// An engine that acts on the end of the archive, not on the end of its input, never sees
+    /// that end when the producer fails after its last byte.
+    #[test]
+    fn producer_failing_after_its_last_byte_loads_nothing() {
+        let (cli, a) = sh("head -c 100000 >/dev/null && echo loaded >&2; cat >/dev/null");
+        let mut produce = |w: &mut dyn Write| -> Result<(), Error> {
+            w.write_all(&[1u8; 100_000])
+                .map_err(|e| Error::io("x", e))?;
+            w.flush().map_err(|e| Error::io("x", e))?;
+            thread::sleep(Duration::from_millis(500));
+            Err(Error::NotFound {
+                path: "digest checked at the end".into(),
+            })
+        };
+        match cli.run_with_stdin(&args(&a), &mut produce) {
+            Err(RunError::Input(Error::NotFound { .. })) => {}
+            other => panic!("{other:?}"),
+        }
+        // The same engine, a producer that succeeds: it got every byte.
+        let (cli, a) = sh("head -c 100000 >/dev/null && echo loaded >&2; cat >/dev/null");
+        let out = cli
+            .run_with_stdin(&args(&a), &mut |w: &mut dyn Write| {
+                w.write_all(&[1u8; 100_000]).map_err(|e| Error::io("x", e))
+            })
+            .unwrap();
+        assert_eq!(out.message(), "loaded");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use serde::Deserialize;
 
@@ -33,6 +34,8 @@ pub struct Containerd {
     address: String,
     namespace: String,
     snapshotter: Option<String>,
+    /// The major version of `ctr` (asked once, only for an import into a chosen snapshotter).
+    ctr_major: OnceLock<Option<u32>>,
 }
 
 /// One image record: a name and the digest it points at.
@@ -65,6 +68,7 @@ impl Containerd {
             address,
             namespace,
             snapshotter: None,
+            ctr_major: OnceLock::new(),
         }
     }
 
@@ -79,7 +83,9 @@ impl Containerd {
     }
 
     /// The snapshotter images are unpacked into on load (`ctr images import --snapshotter`);
-    /// it must be the one the CRI uses, or the kubelet unpacks again.
+    /// it must be the one the CRI uses, or the kubelet unpacks again. With ctr 2.x (and with
+    /// `CONTAINERD_SNAPSHOTTER` set) the import runs in ctr (`--local`), not through the
+    /// transfer service, which unpacks only for its configured `unpack_config`.
     pub fn with_snapshotter(mut self, snapshotter: impl Into<String>) -> Self {
         self.snapshotter = Some(snapshotter.into());
         self
@@ -251,6 +257,13 @@ impl Engine for Containerd {
         if let Some(s) = &self.snapshotter {
             args.extend(["--snapshotter", s.as_str()]);
         }
+        if self.chooses_snapshotter() && self.ctr_major()? >= Some(2) {
+            // ctr 2.x imports through the transfer service, which unpacks only into the
+            // snapshotters of its `unpack_config` (by default just the default one): any other
+            // fails with "no unpack platforms defined". `--local` (ctr 1.7+) imports in ctr
+            // itself, into the snapshotter asked for, as ctr 1.x does.
+            args.push("--local");
+        }
         args.push("-");
         self.tool().load(&args, produce)
     }
@@ -284,6 +297,35 @@ impl Containerd {
     fn ping_socket(&self) -> Result<(), Error> {
         check_socket(KIND, &self.address, &self.endpoint())
     }
+
+    /// Whether an import goes to a snapshotter chosen here or by `CONTAINERD_SNAPSHOTTER`
+    /// (which ctr reads itself) rather than containerd's default.
+    fn chooses_snapshotter(&self) -> bool {
+        const VAR: &str = "CONTAINERD_SNAPSHOTTER";
+        self.snapshotter.is_some()
+            || match self.cli.env.iter().rev().find(|(k, _)| k == VAR) {
+                Some((_, v)) => !v.is_empty(),
+                None => std::env::var_os(VAR).is_some_and(|v| !v.is_empty()),
+            }
+    }
+
+    /// `ctr --version`'s major version (`None`: not understood).
+    fn ctr_major(&self) -> Result<Option<u32>, Error> {
+        if let Some(v) = self.ctr_major.get() {
+            return Ok(*v);
+        }
+        let out = self.tool().query(&["--version"])?;
+        let v = ctr_major_version(&String::from_utf8_lossy(&out.stdout));
+        Ok(*self.ctr_major.get_or_init(|| v))
+    }
+}
+
+/// The major version in `ctr --version` (`ctr github.com/containerd/containerd/v2 2.1.9`,
+/// `ctr github.com/containerd/containerd 1.6.20~ds1`, `... v2.0.0-beta.2-452-gb6ffa2794`).
+fn ctr_major_version(text: &str) -> Option<u32> {
+    let version = text.split_whitespace().last()?;
+    let version = version.strip_prefix('v').unwrap_or(version);
+    version.split('.').next()?.parse().ok()
 }
 
 /// ctr's words for "no daemon there".
@@ -388,6 +430,26 @@ mod tests {
 REF                       TYPE                                                 DIGEST                                                                  SIZE       PLATFORMS                  LABELS \n\
 127.0.0.1:5000/busybox:v1 application/vnd.docker.distribution.manifest.v2+json sha256:8438aff91c7202a7e6ceecf64f17fde3c24cfcb2114440d41f0c71ba9bc5384a 2.1 MiB    linux/amd64                -      \n\
 multiarch:v1              application/vnd.oci.image.index.v1+json              sha256:cb6d1ac22f5eaae43430bff9cd996eb5bc3867dad218c14c552d5d00587892df 1012.8 KiB linux/amd64,linux/arm64/v8 -      \n";
+
+    #[test]
+    fn ctr_versions() {
+        for (text, major) in [
+            (
+                "ctr github.com/containerd/containerd/v2 2.1.9+unknown\n",
+                Some(2),
+            ),
+            ("ctr github.com/containerd/containerd 1.7.24~ds1\n", Some(1)),
+            ("ctr github.com/containerd/containerd 1.6.20~ds1\n", Some(1)),
+            (
+                "ctr github.com/containerd/containerd/v2 v2.0.0-beta.2-452-gb6ffa2794\n",
+                Some(2),
+            ),
+            ("", None),
+            ("ctr version unknown", None),
+        ] {
+            assert_eq!(ctr_major_version(text), major, "{text:?}");
+        }
+    }
 
     #[test]
     fn parses_ctr_images_ls() {

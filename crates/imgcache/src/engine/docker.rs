@@ -16,7 +16,9 @@
 //! ([`Containerd`], at the address and namespace `/info` reports, normally
 //! `/run/containerd/containerd.sock` and `moby`), which needs access to that socket (root, not
 //! Docker Desktop's VM). `/info` is asked at most once, and only when needed: an image found
-//! under its own config digest proves the classic store. Only the classic store is tested here.
+//! under its own config digest proves the classic store. Both stores are tested live:
+//! `tests/engine.rs` (dockerd 20.10, classic), `tests/newer_engines.rs` (dockerd 26 classic,
+//! dockerd 28 containerd store, read with ctr 1.6 and 2.1).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

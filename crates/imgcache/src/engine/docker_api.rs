@@ -22,6 +22,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::engine::cli::HoldBack;
 use crate::error::Error;
 
 /// Deadline of connecting to the socket (a unix connect blocks only when the daemon's accept
@@ -151,16 +152,19 @@ impl Client {
         let headers = format!("Content-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n");
         conn.write_all(head("POST", path, &headers).as_bytes())
             .map_err(ApiError::Io)?;
-        let mut body = ChunkedBody {
+        // The tarball's end is held back until the producer succeeds: dockerd loads a
+        // complete tar without waiting for the end of the body.
+        let mut body = HoldBack::new(ChunkedBody {
             conn: &mut conn,
             buf: Vec::with_capacity(CHUNK),
             broken: false,
-        };
+        });
         let result = produce(&mut body).and_then(|()| {
-            body.finish()
+            body.release()
+                .and_then(|()| body.inner.finish())
                 .map_err(|e| Error::io("<Docker API request body>", e))
         });
-        let broken = body.broken;
+        let broken = body.inner.broken;
         match result {
             Ok(()) => Ok(Streamed {
                 response: read_response(&mut BufReader::new(conn))?,
@@ -653,12 +657,46 @@ mod tests {
             Err(ApiError::Input(Error::Usage(m))) => assert_eq!(m, "producer failed"),
             other => panic!("{other:?}"),
         }
+        // Not even the body's tail: the daemon got the head and nothing else.
         let got = t.join().unwrap();
         assert!(
-            got.ends_with(b"7\r\npartial\r\n"),
+            got.ends_with(b"\r\n\r\n"),
             "{}",
             String::from_utf8_lossy(&got)
         );
+        assert!(!got.windows(7).any(|w| w == b"partial"));
+    }
+
+    /// dockerd loads a complete tar without waiting for the end of the body: a producer that
+    /// fails after its last byte must not have sent the tar's end.
+    #[test]
+    fn producer_failing_after_its_last_byte_holds_back_the_tail() {
+        let (_d, c, t) = serve(b"", true);
+        let data: Vec<u8> = (0..CHUNK * 2 + 100).map(|i| (i % 251) as u8).collect();
+        let mut produce = |w: &mut dyn Write| -> Result<(), Error> {
+            w.write_all(&data).map_err(|e| Error::io("x", e))?;
+            w.flush().map_err(|e| Error::io("x", e))?;
+            Err(Error::Usage("digest mismatch at the end".into()))
+        };
+        match c.post_streamed("/images/load", "application/x-tar", &mut produce) {
+            Err(ApiError::Input(Error::Usage(_))) => {}
+            other => panic!("{other:?}"),
+        }
+        let got = t.join().unwrap();
+        let split = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        // Whole chunks, no last chunk.
+        let (mut body, mut rest) = (Vec::new(), &got[split..]);
+        while !rest.is_empty() {
+            let eol = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let size = usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap(), 16);
+            let size = size.unwrap();
+            assert_ne!(size, 0, "the last chunk was sent");
+            body.extend_from_slice(&rest[eol + 2..eol + 2 + size]);
+            rest = &rest[eol + 2 + size + 2..];
+        }
+        assert!(!body.is_empty());
+        assert!(body.len() <= data.len() - crate::engine::cli::HOLD_BACK);
+        assert_eq!(body, data[..body.len()]);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //!
 //! | engine | mechanism | "ID" the engine reports | image ID from it |
 //! |---|---|---|---|
-//! | [`Docker`] | the Engine API over the unix socket (`/_ping`, `/images/{id}/json`, `/images/load`, `/images/{id}/tag`); the `docker` CLI for tcp, ssh and TLS hosts | classic store: `.Id` = config digest; containerd image store: `.Id` = manifest/index digest | classic: `.Id`; containerd store: read from containerd's content store through [`Containerd`] (namespace `moby`, address from `docker info`) |
+//! | [`Docker`] | the Engine API over the unix socket (`/_ping`, `/images/{id}/json`, `/images/load`, `/images/{id}/tag`); the `docker` CLI for tcp, ssh and TLS hosts | classic store: `.Id` = config digest; containerd image store: `.Id` = manifest/index digest | classic: `.Id`; containerd store: read from containerd's content store through [`Containerd`] (address and namespace from `docker info`: `moby` unless `--containerd-namespace`) |
 //! | [`Podman`] | `podman` CLI (`image inspect`, `load`, `tag`), local store or `--url` service | `Id`, bare hex | `sha256:` + `Id` |
 //! | [`Containerd`] | `ctr -a ADDRESS -n NAMESPACE` (`images ls`, `content get`, `images import -`, `images tag`) | top-level manifest/index digest (synthesized by `ctr import` for docker-archives) | manifest's `config.digest`; for an index the manifest of this host's platform |
 //! | [`Crio`] | `crictl images -o json` | `id`, bare hex | `sha256:` + `id`; CRI-O cannot import or tag: use podman on the same storage |
@@ -159,7 +159,9 @@ pub trait Engine: Send + Sync + fmt::Debug {
     /// Loads an image tarball whose bytes `produce` writes into the engine's input (streamed:
     /// no copy of the tarball is made here). If `produce` fails while the engine still reads,
     /// the engine is stopped before it sees the end of its input and the producer's error is
-    /// returned; if the engine rejects the tarball, its message is passed through in
+    /// returned; the input's last 64 KiB are held back until `produce` has succeeded (engines
+    /// load a tarball once they read its end-of-archive blocks, before their input ends), so
+    /// a producer failing even after its last byte loads nothing; if the engine rejects the tarball, its message is passed through in
     /// [`Error::Engine`]. Check [`Engine::image`] afterwards: engines accept archives that
     /// name no image.
     fn load_with(
