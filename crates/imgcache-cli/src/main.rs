@@ -288,7 +288,7 @@ fn save_to_file(
     reference: &str,
     format: SaveFormat,
     path: &Path,
-) -> Result<imgcache::index::ImageRecord> {
+) -> Result<imgcache::cache::SaveReport> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -436,7 +436,7 @@ async fn run(cli: &Cli) -> Result<u8> {
             format,
         } => {
             let cache = open_cache(cli, None)?;
-            let img = if output == "-" {
+            let report = if output == "-" {
                 let stdout = std::io::stdout().lock();
                 cache.save(
                     reference,
@@ -447,12 +447,9 @@ async fn run(cli: &Cli) -> Result<u8> {
                 save_to_file(&cache, reference, *format, Path::new(output))?
             };
             if output != "-" {
-                let doc = serde_json::json!({"ok": true, "reference": reference, "image_id": img.image_id, "output": output, "format": format});
-                output::simple(
-                    &doc,
-                    &format!("saved {reference} ({}) to {output}", img.image_id),
-                    cli.json,
-                )?;
+                output::save(&report, reference, output, format, cli.json)?;
+            } else if let Some(note) = output::save_index_note(&report).filter(|_| !cli.json) {
+                eprintln!("{reference}: {note}");
             }
             Ok(exit::OK)
         }

@@ -440,6 +440,40 @@ pub fn simple(value: &impl Serialize, text: &str, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// `save -o FILE`: what was written; when `index.json` names the index the reference was pulled
+/// by, which of its platforms the file holds.
+pub fn save(
+    r: &imgcache::cache::SaveReport,
+    reference: &str,
+    output: &str,
+    format: &impl Serialize,
+    json: bool,
+) -> Result<()> {
+    if json {
+        let mut doc = serde_json::json!({"ok": true, "reference": reference, "image_id": r.image_id, "output": output, "format": format});
+        if let Some(ix) = &r.index {
+            doc["index"] = serde_json::to_value(ix)?;
+        }
+        return print_json(&doc);
+    }
+    println!("saved {reference} ({}) to {output}", r.image_id);
+    if let Some(note) = save_index_note(r) {
+        println!("  {note}");
+    }
+    Ok(())
+}
+
+/// Which platforms of the index a save holds, when the index lists more.
+pub fn save_index_note(r: &imgcache::cache::SaveReport) -> Option<String> {
+    let ix = r.index.as_ref().filter(|ix| ix.is_partial())?;
+    Some(format!(
+        "index {} lists {}; the file holds {} only",
+        ix.digest,
+        ix.platforms.join(", "),
+        ix.saved.join(", ")
+    ))
+}
+
 pub fn fsck(r: &imgcache::cache::FsckReport, json: bool) -> Result<()> {
     if json {
         return print_json(r);

@@ -42,6 +42,24 @@ impl std::str::FromStr for SaveFormat {
 pub struct SaveImage<'a> {
     pub record: &'a ImageRecord,
     pub reference: Option<&'a Reference>,
+    /// The index (or Docker manifest list) the reference was pulled by, when it is stored:
+    /// the OCI formats then name it in `index.json`, as Docker's containerd image store does, so
+    /// that engines record the digest the image was pulled by. Only this image's platform
+    /// (its manifest, config and layers) is written; the index's other entries are not.
+    pub index: Option<SaveIndex>,
+    /// How many leading layers the receiving engine already holds (Docker's classic store
+    /// looks a layer up by its chain ID before it opens the layer's file): the combined
+    /// format names them in `manifest.json` but writes none of their bytes. 0 for a file.
+    pub layers_in_engine: usize,
+}
+
+/// The stored index a reference was pulled by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaveIndex {
+    pub digest: Digest,
+    /// Its own `mediaType` (an OCI index or a Docker manifest list).
+    pub media_type: String,
+    pub size: u64,
 }
 
 /// Fixed metadata so that output depends on content only.
@@ -176,15 +194,27 @@ pub fn write_archive(
             for img in images {
                 let r = img.record;
                 w.blob(&blob_name(&r.image_id.0), &r.image_id.0)?;
-                for l in &r.layers {
+                for l in r.layers.iter().skip(img.layers_in_engine) {
                     w.blob(&blob_name(&l.digest.0), &l.digest.0)?;
                 }
                 w.blob(&blob_name(&r.manifest_digest.0), &r.manifest_digest.0)?;
-                let mut desc = json!({
-                    "mediaType": r.media_type,
-                    "digest": r.manifest_digest,
-                    "size": r.manifest_size,
-                });
+                // The top level is what the reference was pulled by: the index when there was
+                // one (engines that keep digests record this one), else the manifest.
+                let mut desc = match &img.index {
+                    Some(ix) => {
+                        w.blob(&blob_name(&ix.digest), &ix.digest)?;
+                        json!({
+                            "mediaType": ix.media_type,
+                            "digest": ix.digest,
+                            "size": ix.size,
+                        })
+                    }
+                    None => json!({
+                        "mediaType": r.media_type,
+                        "digest": r.manifest_digest,
+                        "size": r.manifest_size,
+                    }),
+                };
                 if let Some(reference) = img.reference {
                     let mut ann = serde_json::Map::new();
                     ann.insert(
@@ -281,4 +311,170 @@ fn v1_id(parent: Option<&str>, diff_id: Option<DiffId>, blob: &Digest, i: usize)
 
 fn to_json(v: &impl Serialize) -> Vec<u8> {
     serde_json::to_vec(v).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::{BlobDigest, ImageId};
+    use crate::index::LayerRecord;
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+    /// A store holding one image (config, one layer, manifest) and an index of two platforms
+    /// listing it; the image's record and the index descriptor.
+    fn fixture(store: &Store) -> (ImageRecord, SaveIndex) {
+        let config = store.put_bytes(br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#).unwrap();
+        let layer = store.put_bytes(b"not really a layer").unwrap();
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{MANIFEST}","config":{{"digest":"{config}","size":1}},"layers":[{{"digest":"{layer}","size":18}}]}}"#
+        );
+        let manifest_digest = store.put_bytes(manifest.as_bytes()).unwrap();
+        let index = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{INDEX}","manifests":[{{"mediaType":"{MANIFEST}","digest":"{manifest_digest}","size":{},"platform":{{"os":"linux","architecture":"amd64"}}}},{{"mediaType":"{MANIFEST}","digest":"{}","size":1,"platform":{{"os":"linux","architecture":"arm64"}}}}]}}"#,
+            manifest.len(),
+            Digest::of_bytes(b"absent")
+        );
+        let index_digest = store.put_bytes(index.as_bytes()).unwrap();
+        let record = ImageRecord {
+            manifest_digest: BlobDigest(manifest_digest),
+            media_type: MANIFEST.into(),
+            image_id: ImageId(config),
+            config_size: 1,
+            platform: "linux/amd64".into(),
+            manifest_size: manifest.len() as u64,
+            layers: vec![LayerRecord {
+                digest: BlobDigest(layer),
+                size: 18,
+                media_type: "application/vnd.oci.image.layer.v1.tar".into(),
+                diff_id: None,
+            }],
+            last_used: 0,
+        };
+        let ix = SaveIndex {
+            digest: index_digest,
+            media_type: INDEX.into(),
+            size: index.len() as u64,
+        };
+        (record, ix)
+    }
+
+    /// The regular files of an archive, by name.
+    fn files(bytes: &[u8]) -> BTreeMap<String, Vec<u8>> {
+        let mut a = tar::Archive::new(bytes);
+        a.entries()
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.header().entry_type().is_file())
+            .map(|mut e| {
+                let name = e.path().unwrap().display().to_string();
+                let mut data = Vec::new();
+                e.read_to_end(&mut data).unwrap();
+                (name, data)
+            })
+            .collect()
+    }
+
+    fn save(store: &Store, img: SaveImage<'_>, format: SaveFormat) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_archive(store, &[img], format, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn an_image_pulled_by_an_index_is_saved_under_the_index_with_this_platform_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Duration::from_secs(5)).unwrap();
+        let (record, ix) = fixture(&store);
+        let reference = Reference::parse("example.test/a/b:v1").unwrap();
+        for format in [SaveFormat::Combined, SaveFormat::Oci] {
+            let img = || SaveImage {
+                record: &record,
+                reference: Some(&reference),
+                index: Some(ix.clone()),
+                layers_in_engine: 0,
+            };
+            let bytes = save(&store, img(), format);
+            assert!(bytes == save(&store, img(), format), "not deterministic");
+            let f = files(&bytes);
+            let index: serde_json::Value = serde_json::from_slice(&f["index.json"]).unwrap();
+            assert_eq!(
+                index["manifests"],
+                json!([{
+                    "mediaType": INDEX,
+                    "digest": ix.digest,
+                    "size": ix.size,
+                    "annotations": {
+                        "io.containerd.image.name": "example.test/a/b:v1",
+                        "org.opencontainers.image.ref.name": "v1",
+                    },
+                }])
+            );
+            // The index as stored, this platform's manifest, config and layer; nothing else.
+            let mut want: Vec<String> = [ix.digest, record.manifest_digest.0, record.image_id.0]
+                .iter()
+                .chain(record.layers.iter().map(|l| &l.digest.0))
+                .map(blob_name)
+                .chain(["index.json".into(), "oci-layout".into()])
+                .collect();
+            if format == SaveFormat::Combined {
+                want.push("manifest.json".into());
+                let m: serde_json::Value = serde_json::from_slice(&f["manifest.json"]).unwrap();
+                assert_eq!(m[0]["Config"], blob_name(&record.image_id.0));
+            }
+            want.sort();
+            assert_eq!(f.keys().cloned().collect::<Vec<_>>(), want);
+            for (name, data) in &f {
+                if let Some(hex) = name.strip_prefix("blobs/sha256/") {
+                    assert_eq!(Digest::of_bytes(data).hex(), hex, "{name}");
+                }
+            }
+        }
+        // Without the index (single-platform image), the manifest is the top level.
+        let bytes = save(
+            &store,
+            SaveImage {
+                record: &record,
+                reference: Some(&reference),
+                index: None,
+                layers_in_engine: 0,
+            },
+            SaveFormat::Oci,
+        );
+        let f = files(&bytes);
+        let index: serde_json::Value = serde_json::from_slice(&f["index.json"]).unwrap();
+        assert_eq!(
+            index["manifests"][0]["digest"],
+            json!(record.manifest_digest)
+        );
+        assert_eq!(index["manifests"][0]["mediaType"], MANIFEST);
+        assert!(!f.contains_key(&blob_name(&ix.digest)));
+    }
+
+    #[test]
+    fn a_damaged_stored_index_fails_the_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Duration::from_secs(5)).unwrap();
+        let (record, ix) = fixture(&store);
+        let path = store.blob_path(&ix.digest);
+        let mut perm = std::fs::metadata(&path).unwrap().permissions();
+        #[allow(clippy::permissions_set_readonly_false)]
+        perm.set_readonly(false);
+        std::fs::set_permissions(&path, perm).unwrap();
+        let mut data = std::fs::read(&path).unwrap();
+        data[10] ^= 1;
+        std::fs::write(&path, data).unwrap();
+        let img = SaveImage {
+            record: &record,
+            reference: None,
+            index: Some(ix),
+            layers_in_engine: 0,
+        };
+        let mut out = Vec::new();
+        let e = write_archive(&store, &[img], SaveFormat::Combined, &mut out).unwrap_err();
+        assert!(matches!(e, Error::DigestMismatch { .. }), "{e}");
+    }
 }

@@ -7,9 +7,10 @@ use serde::Serialize;
 
 use super::{Cache, PullOptions, blocking};
 use crate::archive::write::SaveFormat;
-use crate::digest::ImageId;
-use crate::engine::Engine;
+use crate::digest::{Digest, ImageId};
+use crate::engine::{Engine, EngineImage, EngineKind};
 use crate::error::{Error, Problem};
+use crate::index::ImageRecord;
 use crate::reference::Reference;
 use crate::verify::Level;
 
@@ -104,7 +105,11 @@ impl Cache {
     /// Hands `reference` to `engine` only when the engine lacks its image ID: pulls it first
     /// when it is not cached (unless `opts.offline`), verifies it (fast), re-tags when only the
     /// tag is missing, otherwise streams a tarball to the engine and confirms the engine then
-    /// reports the same image ID under the tag. A failed load changes nothing in the cache.
+    /// reports the same image ID under the tag. The tarball names the digest the reference was
+    /// pulled by (its index, else its manifest), which containerd, Docker's containerd image
+    /// store and Podman record: an engine holding the image by another digest (pulled or
+    /// loaded under another one) is sent the tarball rather than a tag, so that
+    /// `REPO@DIGEST` resolves there afterwards. A failed load changes nothing in the cache.
     pub async fn load(
         &self,
         reference: &str,
@@ -133,7 +138,7 @@ impl Cache {
         engine: &dyn Engine,
         pulled: bool,
     ) -> Result<LoadReport, Error> {
-        let (_, img) = self.resolve(name)?;
+        let (rec, img) = self.resolve(name)?;
         let report = self.verify(name, Level::Fast)?;
         if let Some(f) = report.failures.first() {
             let mut p = f.clone();
@@ -145,6 +150,11 @@ impl Cache {
         }
         engine.ping()?;
         let id = img.image_id;
+        // What a save names in index.json: the digest the reference was pulled by.
+        let top = match &rec {
+            Some(r) => self.save_top_digest(r, &img)?,
+            None => img.manifest_digest.0,
+        };
         let has_tag = |engine: &dyn Engine| -> Result<bool, Error> {
             Ok(!tagged_ref
                 || engine
@@ -152,28 +162,50 @@ impl Cache {
                     .is_some_and(|i| i.image_id == id))
         };
         let present = engine.image(&id)?;
-        let action = if let Some(found) = present {
+        let mut action = LoadAction::Loaded;
+        if let Some(found) = present {
             if has_tag(engine)? {
-                // Nothing changed: no need to ask the engine again.
-                return Ok(LoadReport {
-                    reference: name.to_owned(),
-                    image_id: id,
-                    engine: engine.kind().to_string(),
-                    endpoint: engine.endpoint(),
-                    engine_id: found.engine_id,
-                    action: LoadAction::AlreadyPresent,
-                    pulled,
-                });
-            } else {
+                if digest_kept(engine, name, &id, &top)? {
+                    // Nothing changed: no need to ask the engine again.
+                    return Ok(LoadReport {
+                        reference: name.to_owned(),
+                        image_id: id,
+                        engine: engine.kind().to_string(),
+                        endpoint: engine.endpoint(),
+                        engine_id: found.engine_id,
+                        action: LoadAction::AlreadyPresent,
+                        pulled,
+                    });
+                }
+            } else if !other_top_digest(&found, &id, &top) {
+                // Only the name is missing: a tag is enough, unless the engine's copy came by
+                // another digest than the one `name` was pulled by (Podman tells only once the
+                // name is there).
                 engine.tag(&id, name)?;
-                LoadAction::Tagged
+                if digest_kept(engine, name, &id, &top)? {
+                    action = LoadAction::Tagged;
+                }
             }
-        } else {
-            engine.load_with(&mut |w: &mut dyn Write| {
-                self.save(name, SaveFormat::Combined, w).map(drop)
-            })?;
-            LoadAction::Loaded
-        };
+        }
+        if action == LoadAction::Loaded {
+            // Not there, or there by another digest: the engine records the one index.json
+            // names. Layers the engine already holds (the previous version's, usually) go
+            // without their bytes; should the engine lose them meanwhile, everything is sent.
+            let reuse = self.layers_in_engine(engine, &img);
+            let send = |reuse: usize| {
+                engine.load_with(&mut |w: &mut dyn Write| {
+                    self.save_for_engine(name, SaveFormat::Combined, reuse, w)
+                        .map(drop)
+                })
+            };
+            match send(reuse) {
+                Err(e) if reuse > 0 => {
+                    tracing::warn!("{e}; loading {name} again with every layer");
+                    send(0)?;
+                }
+                r => r?,
+            }
+        }
         let found = engine.image(&id)?;
         let Some(found) = found else {
             let tag_points = engine.image_for_ref(name)?.map(|i| i.image_id.to_string());
@@ -203,4 +235,47 @@ impl Cache {
             pulled,
         })
     }
+
+    /// How many leading layers of `img` `engine` holds already (0 when it cannot tell, or the
+    /// cached image lacks diff_ids).
+    fn layers_in_engine(&self, engine: &dyn Engine, img: &ImageRecord) -> usize {
+        let Some(diff_ids) = img
+            .layers
+            .iter()
+            .map(|l| l.diff_id)
+            .collect::<Option<Vec<_>>>()
+        else {
+            return 0;
+        };
+        engine.reusable_layers(&diff_ids).unwrap_or_else(|e| {
+            tracing::debug!("which layers the engine holds: {e}; sending every layer");
+            0
+        })
+    }
+}
+
+/// Whether `engine` calls the image by a top-level digest (containerd, Docker's containerd image
+/// store: the manifest or index an image record points at) other than `top`.
+fn other_top_digest(found: &EngineImage, id: &ImageId, top: &Digest) -> bool {
+    match Digest::parse(&found.engine_id) {
+        Ok(d) => d != id.0 && d != *top,
+        Err(_) => false,
+    }
+}
+
+/// Whether `name` in `engine` keeps the digest `top` it was pulled by, as far as the engine
+/// keeps any: Podman resolves `REPO@TOP` to the image; containerd and Docker's containerd image
+/// store point the record of `name` at `top`; Docker's classic store keeps no digest of a
+/// loaded image at all (moby#22011), so there is nothing to keep.
+fn digest_kept(engine: &dyn Engine, name: &str, id: &ImageId, top: &Digest) -> Result<bool, Error> {
+    if engine.kind() == EngineKind::Podman {
+        let pinned = format!("{}@{top}", Reference::parse(name)?.name());
+        return Ok(engine
+            .image_for_ref(&pinned)?
+            .is_some_and(|i| i.image_id == *id));
+    }
+    Ok(match engine.image_for_ref(name)? {
+        Some(found) => !other_top_digest(&found, id, top),
+        None => true,
+    })
 }

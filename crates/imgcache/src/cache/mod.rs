@@ -25,7 +25,7 @@ pub use load::{EngineStatus, LoadAction, LoadReport, StatusReport};
 pub use prune::PruneReport;
 pub use pull::{ProgressEvent, PullOptions, PullReport};
 pub use query::{CachedImage, CachedLayer, ListEntry};
-pub use tarball::ImportReport;
+pub use tarball::{ImportReport, SaveReport, SavedIndex};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};

@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::Cache;
-use crate::archive::write::{SaveFormat, SaveImage, write_archive};
+use crate::archive::write::{SaveFormat, SaveImage, SaveIndex, write_archive};
 use crate::archive::{Archive, ArchiveImage, MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES};
 use crate::compression::Compression;
 use crate::digest::{BlobDigest, Digest, ImageId};
@@ -18,6 +18,56 @@ use crate::platform::PlatformSpec;
 use crate::reference::Reference;
 use crate::store::IngestStart;
 use crate::verify::{ImageReport, Level};
+
+/// What `save` wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct SaveReport {
+    pub image_id: ImageId,
+    pub manifest_digest: BlobDigest,
+    pub platform: String,
+    /// What `index.json` names (the OCI formats): the index the reference was pulled by, else
+    /// the manifest. Engines that keep distribution digests record this one.
+    pub top_digest: BlobDigest,
+    /// Set when `index.json` names an index.
+    pub index: Option<SavedIndex>,
+}
+
+/// An index named by a saved file, which holds only some of the platforms it lists.
+#[derive(Debug, Clone, Serialize)]
+pub struct SavedIndex {
+    pub digest: BlobDigest,
+    /// Every platform the index lists (attestation entries left out), in its order.
+    pub platforms: Vec<String>,
+    /// The platforms whose manifest, config and layers are in the file.
+    pub saved: Vec<String>,
+}
+
+impl SavedIndex {
+    /// Whether the index lists platforms the file does not hold.
+    pub fn is_partial(&self) -> bool {
+        self.platforms.iter().any(|p| !self.saved.contains(p))
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct IndexDoc {
+    #[serde(rename = "mediaType")]
+    media_type: Option<String>,
+    manifests: Option<Vec<IndexEntry>>,
+}
+
+#[derive(serde::Deserialize)]
+struct IndexEntry {
+    digest: String,
+    platform: Option<IndexPlatform>,
+}
+
+#[derive(serde::Deserialize)]
+struct IndexPlatform {
+    os: String,
+    architecture: String,
+    variant: Option<String>,
+}
 
 /// One image `import` stored.
 #[derive(Debug, Clone, Serialize)]
@@ -33,13 +83,28 @@ pub struct ImportReport {
 impl Cache {
     /// Writes a cached image as a loadable tarball to `out` (see [`SaveFormat`]). The image
     /// is fast-verified first; a missing or damaged blob stops the save before anything is
-    /// written.
+    /// written. A reference pulled by an index (whose blob is stored) is saved, in the OCI
+    /// formats, with `index.json` naming that index, as Docker's containerd image store saves
+    /// it: engines that keep distribution digests then know the image by the digest it was
+    /// pulled by. Only the cached platform is in the file; [`SaveReport::index`] says so.
     pub fn save(
         &self,
         reference: &str,
         format: SaveFormat,
         out: impl Write,
-    ) -> Result<ImageRecord, Error> {
+    ) -> Result<SaveReport, Error> {
+        self.save_for_engine(reference, format, 0, out)
+    }
+
+    /// [`Cache::save`] for an engine that already holds the first `layers_in_engine` layers
+    /// (see [`SaveImage::layers_in_engine`]): their bytes are left out.
+    pub(super) fn save_for_engine(
+        &self,
+        reference: &str,
+        format: SaveFormat,
+        layers_in_engine: usize,
+        out: impl Write,
+    ) -> Result<SaveReport, Error> {
         let _gc = self.store.gc_lock(LockMode::Shared)?;
         let (rec, img) = self.resolve(reference)?;
         let report = self.verify(reference, Level::Fast)?;
@@ -50,13 +115,107 @@ impl Cache {
             Some(r) => Some(Reference::parse(&r.name)?),
             None => None,
         };
+        let index = match (&rec, format) {
+            (Some(r), SaveFormat::Combined | SaveFormat::Oci) => self.save_index(r, &img)?,
+            _ => None,
+        };
         self.index().touch(&img.manifest_digest)?;
         let image = SaveImage {
             record: &img,
             reference: name.as_ref(),
+            index: index.as_ref().map(|(ix, _)| ix.clone()),
+            layers_in_engine,
         };
         write_archive(&self.store, &[image], format, out)?;
-        Ok(img)
+        Ok(SaveReport {
+            image_id: img.image_id,
+            manifest_digest: img.manifest_digest,
+            platform: img.platform.clone(),
+            top_digest: index
+                .as_ref()
+                .map_or(img.manifest_digest, |(ix, _)| BlobDigest(ix.digest)),
+            index: index.map(|(_, i)| i),
+        })
+    }
+
+    /// The digest a save of `rec` names in `index.json` (combined and OCI formats): the index it
+    /// was pulled by when that is stored, else the manifest.
+    pub(super) fn save_top_digest(
+        &self,
+        rec: &RefRecord,
+        img: &ImageRecord,
+    ) -> Result<Digest, Error> {
+        Ok(self
+            .save_index(rec, img)?
+            .map_or(img.manifest_digest.0, |(ix, _)| ix.digest))
+    }
+
+    /// The index `rec` was pulled by, to be named in `index.json`: `None` when there was none,
+    /// when its blob is no longer stored, or when it does not list the cached manifest (then
+    /// the manifest is named, as for a single-platform image).
+    fn save_index(
+        &self,
+        rec: &RefRecord,
+        img: &ImageRecord,
+    ) -> Result<Option<(SaveIndex, SavedIndex)>, Error> {
+        let Some(digest) = rec.index_digest.map(|d| d.0) else {
+            return Ok(None);
+        };
+        if !self.store.has_blob(&digest) {
+            tracing::warn!(
+                "{}: the index {digest} it was pulled by is no longer stored: saving the manifest",
+                rec.name
+            );
+            return Ok(None);
+        }
+        // Checked against its digest here; hashed again while copied.
+        let bytes = self.store.read_blob(&digest, MAX_MANIFEST_BYTES)?;
+        let doc: IndexDoc = match serde_json::from_slice(&bytes) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(
+                    "{}: index {digest} is not readable ({e}): saving the manifest",
+                    rec.name
+                );
+                return Ok(None);
+            }
+        };
+        let mut platforms = Vec::new();
+        let mut listed = false;
+        for m in doc.manifests.iter().flatten() {
+            listed |= m.digest == img.manifest_digest.to_string();
+            let Some(p) = &m.platform else { continue };
+            if p.os == "unknown" && p.architecture == "unknown" {
+                continue; // attestation entries are not images
+            }
+            let p = PlatformSpec::new(&p.os, &p.architecture, p.variant.as_deref()).to_string();
+            if !platforms.contains(&p) {
+                platforms.push(p);
+            }
+        }
+        if !listed {
+            tracing::warn!(
+                "{}: index {digest} does not list the cached manifest {}: saving the manifest",
+                rec.name,
+                img.manifest_digest
+            );
+            return Ok(None);
+        }
+        let media_type = doc
+            .media_type
+            .unwrap_or_else(|| crate::registry::MEDIA_TYPE_OCI_INDEX.to_owned());
+        Ok(Some((
+            SaveIndex {
+                digest,
+                media_type,
+                size: bytes.len() as u64,
+            },
+            SavedIndex {
+                digest: BlobDigest(digest),
+                saved: vec![img.platform.clone()],
+                platforms,
+            },
+        )))
     }
 
     /// Imports the images of an archive (all, or those `select` picks) into the cache, their

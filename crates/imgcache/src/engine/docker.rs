@@ -31,7 +31,7 @@ use super::{
     Containerd, Engine, EngineImage, EngineKind, check_socket, engine_error, parse_reference,
     tag_reference, unavailable, unix_socket_path, unix_url,
 };
-use crate::digest::{Digest, ImageId};
+use crate::digest::{DiffId, Digest, ImageId};
 use crate::error::Error;
 use docker_api::{ApiError, Client, Response, encode};
 
@@ -355,6 +355,75 @@ impl Engine for Docker {
         }
         check_socket(KIND, &self.host, &self.host)?;
         self.tool().load(&["load"], produce)
+    }
+
+    /// The classic store's `docker load` looks each layer up by its chain ID before it opens
+    /// the layer's file (moby `image/tarexport/load.go`), so a layer whose chain the engine
+    /// holds needs no data. The chains it holds are the layer prefixes of its images: the
+    /// answer is the longest prefix of `diff_ids` that some image in the engine starts with.
+    /// Asked only over the API; the containerd image store stores layers by blob digest, not
+    /// by chain, and answers 0.
+    fn reusable_layers(&self, diff_ids: &[DiffId]) -> Result<usize, Error> {
+        let Some(api) = &self.api else {
+            return Ok(0);
+        };
+        if diff_ids.is_empty() || !matches!(self.store()?, Store::Classic) {
+            return Ok(0);
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Listed {
+            id: String,
+        }
+        #[derive(Deserialize, Default)]
+        #[serde(rename_all = "PascalCase")]
+        struct RootFs {
+            #[serde(default)]
+            layers: Vec<String>,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Layers {
+            #[serde(default, rename = "RootFS")]
+            root_fs: RootFs,
+        }
+        let json = |path: &str| -> Result<Option<Vec<u8>>, Error> {
+            let r = self.get(api, path)?;
+            if r.status == 404 {
+                return Ok(None); // removed since it was listed
+            }
+            if !r.success() {
+                return Err(Self::api_failed(&format!("GET {path}"), &r));
+            }
+            Ok(Some(r.body))
+        };
+        let unexpected = |path: &str, e: serde_json::Error| {
+            engine_error(KIND, format!("`GET {path}` gave unexpected JSON: {e}"))
+        };
+        let list_path = "/images/json?all=1";
+        let listed: Vec<Listed> = match json(list_path)? {
+            Some(b) => serde_json::from_slice(&b).map_err(|e| unexpected(list_path, e))?,
+            None => return Ok(0),
+        };
+        let wanted: Vec<String> = diff_ids.iter().map(ToString::to_string).collect();
+        let mut best = 0;
+        for image in listed {
+            let path = format!("/images/{}/json", encode(&image.id, b"/:@"));
+            let Some(body) = json(&path)? else { continue };
+            let layers: Layers = serde_json::from_slice(&body).map_err(|e| unexpected(&path, e))?;
+            let common = layers
+                .root_fs
+                .layers
+                .iter()
+                .zip(&wanted)
+                .take_while(|(have, want)| have == want)
+                .count();
+            best = best.max(common);
+            if best == wanted.len() {
+                break;
+            }
+        }
+        Ok(best)
     }
 
     fn tag(&self, image_id: &ImageId, reference: &str) -> Result<(), Error> {

@@ -51,7 +51,7 @@ pub use crio::Crio;
 pub use docker::Docker;
 pub use podman::Podman;
 
-use crate::digest::ImageId;
+use crate::digest::{DiffId, ImageId};
 use crate::error::Error;
 use crate::reference::Reference;
 
@@ -180,6 +180,14 @@ pub trait Engine: Send + Sync + fmt::Debug {
 
     /// Gives the image `image_id` the name `reference` (moved there if it named another).
     fn tag(&self, image_id: &ImageId, reference: &str) -> Result<(), Error>;
+
+    /// How many leading layers of an image with these `diff_ids` (in order) the engine already
+    /// holds in a way that lets [`Engine::load_with`] take a tarball without their data (see
+    /// `save`'s `layers_in_engine`). 0 when the engine cannot tell or cannot reuse them.
+    fn reusable_layers(&self, diff_ids: &[DiffId]) -> Result<usize, Error> {
+        let _ = diff_ids;
+        Ok(0)
+    }
 }
 
 /// The engine to use. `Some(kind)`: that engine, configured from its usual environment

@@ -142,10 +142,29 @@ impl Containerd {
         let top = self
             .listed(name)
             .unwrap_or_else(|| panic!("ctr import of {} gave no {name}", file.display()));
-        let manifest = self
+        let mut manifest = self
             .ctr(&["content", "get", &top])
             .ok("ctr content get")
             .json();
+        // An index: the manifest of this host's platform (the one imported).
+        if let Some(list) = manifest["manifests"].as_array() {
+            let arch = match std::env::consts::ARCH {
+                "x86_64" => "amd64",
+                "aarch64" => "arm64",
+                a => a,
+            };
+            let child = list
+                .iter()
+                .find(|m| m["platform"]["os"] == "linux" && m["platform"]["architecture"] == arch)
+                .unwrap_or_else(|| panic!("index {top} has no linux/{arch} manifest"))["digest"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            manifest = self
+                .ctr(&["content", "get", &child])
+                .ok("ctr content get")
+                .json();
+        }
         let config = manifest["config"]["digest"].as_str().unwrap().to_owned();
         (top, config)
     }
