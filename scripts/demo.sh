@@ -15,7 +15,7 @@ cargo build --release -q -p imgcache-cli --manifest-path "$ROOT/Cargo.toml"
 IMGCACHE="$ROOT/target/release/imgcache"
 
 step "start a loopback registry with sample images and a private dockerd (first run installs packages)"
-"$ROOT/scripts/testenv/up.sh" "$BASE" </dev/null >/dev/null
+NEWER_ENGINES=0 "$ROOT/scripts/testenv/up.sh" "$BASE" </dev/null >/dev/null
 # shellcheck source=/dev/null
 . "$BASE/env.sh"
 REF="$TEST_REGISTRY/busybox:v1"

@@ -10,7 +10,8 @@
 #     dockerd      20.10, vfs, own containerd, socket BASE/dockerd/docker.sock (stays running)
 #     fixtures     real tarballs from skopeo/podman/docker in BASE/fixtures + fixtures.tsv
 #     newer        dockerd 26/28, containerd 1.7/2.1 (newer-engines.sh up; BASE/newer/env.sh), and
-#                  their docker save output (make-newer-fixtures.sh: BASE/newer-fixtures)
+#                  their docker save output (make-newer-fixtures.sh: BASE/newer-fixtures);
+#                  NEWER_ENGINES=0 skips both
 #     BASE/env.sh  export lines (TEST_REGISTRY*, TEST_OCI_LAYOUT, TEST_FIXTURES, DOCKER_HOST, PIDs)
 #   Stop with down.sh [BASE]. Progress goes to stderr; stdout gets only the env.sh path.
 set -euo pipefail
@@ -54,12 +55,14 @@ log "dockerd up"
 TEST_REGISTRY=127.0.0.1:5000 "$HERE/make-fixtures.sh" "$BASE"
 log "fixtures ready"
 
-# dockerd 26/28 and containerd 1.7/2.1 from Debian's newer suites (sid ones may be SKIPs)
-"$HERE/newer-engines.sh" up "$BASE" >/dev/null
-log "newer engines up"
-# their own `docker save` output (dockerd 26 classic, dockerd 28 containerd store)
-"$HERE/make-newer-fixtures.sh" "$BASE"
-log "newer fixtures ready"
+# dockerd 26/28 and containerd 1.7/2.1 from Debian's newer suites (sid ones may be SKIPs), and
+# their own `docker save` output; NEWER_ENGINES=0 (the demo) leaves them out
+if [ "${NEWER_ENGINES:-1}" = 1 ]; then
+  "$HERE/newer-engines.sh" up "$BASE" >/dev/null
+  log "newer engines up"
+  "$HERE/make-newer-fixtures.sh" "$BASE"
+  log "newer fixtures ready"
+fi
 
 {
   echo "# written by scripts/testenv/up.sh; source it: . $BASE/env.sh"
@@ -86,7 +89,9 @@ log "newer fixtures ready"
   q TEST_DOCKERD_CONTAINERD_PID "$DC"
   q TEST_PODMAN_BASE "$BASE/podman"
   q TEST_PODMAN "$HERE/podman-private.sh"
-  grep '^export ' "$BASE/newer/env.sh" # NEWER_*: the newer engines, or NEWER_SKIP_* reasons
+  if [ "${NEWER_ENGINES:-1}" = 1 ]; then
+    grep '^export ' "$BASE/newer/env.sh" # NEWER_*: the newer engines, or NEWER_SKIP_* reasons
+  fi
 } >"$BASE/env.sh.tmp"
 mv "$BASE/env.sh.tmp" "$BASE/env.sh"
 log "done; . $BASE/env.sh"
