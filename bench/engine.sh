@@ -1,69 +1,122 @@
 #!/usr/bin/env bash
-# bench/engine.sh : imgcache load and save against a private Docker daemon (overlay2), side by
-# side with docker load, skopeo and cp. See bench/README.md, section "Engines: load and save".
+# bench/engine.sh : imgcache load and save against private container engines, side by side with
+# each engine's own loader, skopeo and cp. See bench/README.md, section "Engines: load and save".
 #
 # Starts its own registry (scripts/testenv/start-registry.sh, 127.0.0.1:$PORT, data in
-# BENCH_DIR/engine/registry) holding kicbase:v1, and its own dockerd with the overlay2 storage
-# driver (scripts/testenv/start-dockerd.sh BENCH_DIR/dockerd-overlay2 overlay2). Both are stopped
-# by their PID files on exit (dockerd first, cleanly, so it unmounts); the dockerd directory is
-# then removed unless KEEP=1. DOCKER_HOST = that daemon's socket; the docker CLI is Debian's
-# 20.10 /usr/bin/docker, for the peer, the checks, and imgcache if its adapter runs `docker`
-# (a PATH shim in BENCH_DIR/engine/bin; the unix-socket adapter speaks the API itself).
-# Measures, in one run:
-#   1. imgcache load REF --engine docker when the engine already has the image: hyperfine
-#      median (FAST_RUNS); peer: docker load -i of a docker-archive of the same image, also
-#      already loaded (hyperfine, RUNS)
-#   2. load when the engine lacks the image (docker rmi + docker image prune -f before each run,
-#      checked empty with docker image ls / docker system df / the overlay2 directory):
-#      imgcache load (image cached) vs docker load -i of the skopeo docker-archive; alternating,
-#      median of RUNS
+# BENCH_DIR/engine/registry) holding kicbase:v1, then, one after the other, its own engines, each
+# in BENCH_DIR/engine/daemons/CONFIG (never the test environment's daemons), started fresh for
+# every configuration and stopped by their PID files when it is done (dockerd first, cleanly, so
+# it unmounts; then its containerd; leftover mounts are unmounted; the directory is removed
+# unless KEEP=1). ENGINES selects them:
+#   d20    Debian 12's dockerd 20.10, classic store, overlay2 (scripts/testenv/start-dockerd.sh;
+#          its containerd is Debian's 1.6); CLI /usr/bin/docker 20.10
+#   d28    dockerd 28 (Debian sid, unpacked by scripts/testenv/newer-engines.sh), classic store,
+#          overlay2, with its own sid containerd 2.1 (--containerd); CLI: sid's docker 28
+#   d28c   the same dockerd 28 with the containerd image store
+#          ({"features": {"containerd-snapshotter": true}}, snapshotter overlayfs)
+#   ctd21  sid's containerd 2.1 alone (snapshotter overlayfs, transfer unpack_config for
+#          linux/ARCH), namespace "bench"; imgcache load --engine containerd with
+#          CONTAINERD_ADDRESS / CONTAINERD_NAMESPACE and sid's ctr first on the PATH
+# PIGZ selects the daemons' PATH: "no" = a PATH without unpigz (links to every program of the
+# system's PATH directories but pigz and unpigz), "yes" = the same with unpigz first (dockerd and
+# containerd decompress gzip layers with unpigz when they find it). Checked in /proc/PID/environ
+# of every daemon; the unpigz processes the daemons start are counted during every load.
+# Measures, for every PIGZ x ENGINES configuration, in one run:
+#   1. imgcache load REF when the engine already has the image: hyperfine median (FAST_RUNS);
+#      peer: the engine's loader (docker load -i, or ctr images import) of a docker-archive of
+#      the same image, also already loaded (hyperfine, RUNS)
+#   2. load when the engine lacks the image: imgcache load (image cached) vs the engine's loader
+#      of the skopeo docker-archive (layers uncompressed); alternating, median of RUNS. Before
+#      each run the engine is emptied and checked empty (classic store: docker image ls, docker
+#      system df, overlay2/ and layerdb/ directories; containerd: images, content, snapshots,
+#      leases in every namespace and the blobs and snapshot directories on disk); if it cannot
+#      be emptied, the row is NOT MEASURED.
+# and once (it does not depend on the engine; SAVE=0 skips it):
 #   3. imgcache save REF -o FILE (cache warm) vs skopeo copy docker://REF docker-archive:FILE2:REF,
 #      and vs cp of a file with as many bytes as imgcache's output; alternating, median of RUNS,
 #      outputs deleted (and sync) before each run, all files in BENCH_DIR/engine/out
-# Checks: after each load docker image inspect -f {{.Id}} REF is the image ID (and imgcache's
-# --json answer names it, with the expected action); the saved file passes
-# imgcache verify --deep --no-memo --expect ID (not "remembered", every byte read) and is
-# identical across runs. A timed load into the empty engine must answer action "loaded" (not
-# "already-present"), or the row gets no figure ("NOT MEASURED") and the exit status is 4.
-# Results: a markdown table on stdout, BENCH_DIR/engine-results.md and .tsv, raw data in
-# BENCH_DIR/engine/raw/. Targets are shown next to the numbers; the exit status does not depend
-# on them (0 = ran, 1 = imgcache gave a wrong answer, 3 = setup failed, 4 = a timed imgcache run
-# did not do the work of its row).
+# Checks: after each load the engine's REF is the image ID (classic store: docker image inspect;
+# containerd: the config digest of REF's manifest, read with ctr) and the layers are unpacked (as
+# many overlay2 directories or snapshots as layers); imgcache's --json answer names the image ID
+# and the expected action. A timed load into the empty engine must answer action "loaded" and
+# leave the layers unpacked, or the row gets no figure ("NOT MEASURED") and the exit status is 4.
+# The saved file passes imgcache verify --deep --no-memo --expect ID and is identical across runs.
+# Results: markdown tables on stdout, BENCH_DIR/engine-results.md and .tsv, raw data in
+# BENCH_DIR/engine/raw/ (one directory per configuration). Targets are shown next to the
+# numbers; the exit status does not depend on them (0 = ran, 1 = imgcache gave a wrong answer,
+# 3 = setup failed or an engine did not start, 4 = a timed imgcache run did not do the work of its
+# row).
 #
 # One-time setup (kept in BENCH_DIR): the OCI layout BENCH_DIR/images/oci of bench/run.sh (built
 # the same way if missing), the registry data, BENCH_DIR/engine/kicbase-docker-archive.tar
-# (skopeo copy docker://REF docker-archive:...:REF) and the cache BENCH_DIR/engine/cache.
+# (skopeo copy docker://REF docker-archive:...:REF, made again if its tag is not REF) and the
+# cache BENCH_DIR/engine/cache. Debian sid's engines are taken from NEWER/sid; if they are not
+# unpacked there, newer-engines.sh fetch sid unpacks them into BENCH_DIR/engine/newer/sid.
 #
 # Env knobs:
 #   BENCH_DIR=/tmp/imgcache-bench     shared with bench/run.sh and bench/pull.sh
 #   IMGCACHE=target/release/imgcache  binary to test (this script never runs cargo)
+#   ENGINES="d20 d28 d28c ctd21"      engines, in this order
+#   PIGZ="no yes"                     daemon PATH without / with unpigz (outer loop)
 #   PORT=5101                         registry port (must be free)
-#   RUNS=5                            runs per tool in rows 2 and 3, and of docker load in row 1
+#   RUNS=5                            runs per tool in rows 2 and 3, and of the peer in row 1
 #   FAST_RUNS=50                      hyperfine runs of imgcache load in row 1
-#   KEEP=0                            1: keep BENCH_DIR/dockerd-overlay2 (the daemon is still stopped)
+#   SAVE=1                            0: skip row 3
+#   NEWER=${IMGCACHE_TESTENV:-/tmp/imgcache-testenv}/newer   where sid's engines are unpacked
+#   KEEP=0                            1: keep the engines' directories (the daemons are stopped)
 set -uo pipefail
 
 BENCH_TAG=engine-bench
 # shellcheck source=bench/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-: "${IMGCACHE:=target/release/imgcache}" "${PORT:=5101}" "${KEEP:=0}"
+: "${IMGCACHE:=target/release/imgcache}" "${PORT:=5101}" "${KEEP:=0}" "${SAVE:=1}"
+ENGINES="${ENGINES:-d20 d28 d28c ctd21}"
+PIGZ="${PIGZ:-no yes}"
+# pigz and unpigz read options from $PIGZ: a PIGZ=yes in the environment makes every unpigz the
+# daemons start fail ("unpigz: abort: cannot provide files in PIGZ environment variable")
+export -n PIGZ
+NEWER="${NEWER:-${IMGCACHE_TESTENV:-/tmp/imgcache-testenv}/newer}"
 REG="127.0.0.1:$PORT"
 REF="$REG/kicbase:v1"
 DOCKER=/usr/bin/docker
+ARCH="$(dpkg --print-architecture)"
 
 bench_dir
 ED="$BENCH_DIR/engine"
-RAW="$ED/raw"
+RAWROOT="$ED/raw"
+RAW="$RAWROOT"
 OUT="$ED/out"
 REGDATA="$ED/registry"
 CACHE="$ED/cache"
 ARCHIVE="$ED/kicbase-docker-archive.tar"
-DD="$BENCH_DIR/dockerd-overlay2"
+DAEMONS="$ED/daemons"
 mkdir -p "$ED" || die "cannot create $ED"
 
-need_tools skopeo:skopeo jq:jq hyperfine:hyperfine curl:curl docker-registry:docker-registry \
-  dockerd:docker.io containerd:containerd runc:runc strace:strace sha256sum:coreutils
+need_sid=0
+for e in $ENGINES; do
+  case "$e" in
+    d20) ;;
+    d28 | d28c | ctd21) need_sid=1 ;;
+    *) die "ENGINES: unknown engine '$e' (known: d20 d28 d28c ctd21)" ;;
+  esac
+done
+for p in $PIGZ; do case "$p" in no | yes) ;; *) die "PIGZ: 'no' and/or 'yes', not '$p'" ;; esac; done
+if [ -z "$ENGINES" ] || [ -z "$PIGZ" ]; then die "ENGINES and PIGZ must not be empty"; fi
+
+tools=(skopeo:skopeo jq:jq hyperfine:hyperfine curl:curl docker-registry:docker-registry
+  dockerd:docker.io containerd:containerd runc:runc strace:strace sha256sum:coreutils)
+case " $PIGZ " in *" yes "*) tools+=(unpigz:pigz) ;; esac
+need_tools "${tools[@]}"
 [ -x "$DOCKER" ] || apt_install docker.io || die "no $DOCKER (Debian docker.io)"
+
+# ---- Debian sid's engines (dockerd 28, containerd 2.1, ctr, docker CLI), unpacked ----------------
+SID="$NEWER/sid"
+sid_ok() { [ -x "$SID/usr/sbin/dockerd" ] && [ -x "$SID/usr/bin/containerd" ] && [ -x "$SID/usr/bin/ctr" ] && [ -x "$SID/usr/bin/docker" ]; }
+if [ "$need_sid" = 1 ] && ! sid_ok; then
+  log "no unpacked sid engines in $SID: newer-engines.sh fetch sid $ED"
+  SID="$ED/newer/sid"
+  sid_ok || "$TESTENV/newer-engines.sh" fetch sid "$ED" >&2 || die "could not unpack Debian sid's engines into $SID"
+fi
 
 # ---- imgcache binary ----------------------------------------------------------------------------
 imgcache_abs
@@ -76,26 +129,16 @@ T0=$(date +%s)
 ensure_layout "$REG"
 IMAGE_ID="$V1_CONFIG_DIGEST"
 
-# ---- cleanup: dockerd (cleanly, then leftover mounts), its containerd, the registry -------------
-DD_STARTED=0
+# ---- cleanup: the engine running now, then the registry -----------------------------------------
+CUR_DIR=""
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
-  if [ "$DD_STARTED" = 1 ]; then
-    "$TESTENV/stop-pidfile.sh" "$DD/dockerd.pid" 30 "--data-root $DD/data" || true
-    "$TESTENV/stop-pidfile.sh" "$DD/containerd/containerd.pid" 20 "$DD/containerd/config.toml" || true
-    local m
-    while read -r m; do
-      m="$(printf '%b' "$m")"
-      log "umount leftover $m"; umount "$m" 2>/dev/null || umount -l "$m" || true
-    done < <(awk -v b="$DD/" 'index($5, b) == 1 { print $5 }' /proc/self/mountinfo | sort -r)
-    if [ "$KEEP" != 1 ]; then
-      if awk -v b="$DD/" 'index($5, b) == 1 { f = 1 } END { exit !f }' /proc/self/mountinfo; then
-        log "something is still mounted under $DD: not removing it"
-      else rm -rf "$DD"; fi
-    fi
-  fi
+  unwatch
+  if [ -n "$CUR_DIR" ]; then stop_daemons "$CUR_DIR" "$KEEP" || true; fi
   rm -rf "$OUT"
   stop_registry
+  local left; left="$(mounts_under "$BENCH_DIR")"
+  [ -z "$left" ] || log "ERROR: still mounted under $BENCH_DIR: $left"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -106,9 +149,10 @@ push "oci:$LAYOUT:$TAG" kicbase:v1 || die "push $REF failed"
 V1_DIGEST="$(reg_digest kicbase:v1)"
 [[ "$V1_DIGEST" == sha256:* ]] || die "cannot read the digest of $REF"
 
-# ---- one-time: the skopeo docker-archive of the same image --------------------------------------
+# ---- one-time: the skopeo docker-archive of the same image, tagged REF ---------------------------
 ASTAMP="$ED/.archive-${V1_DIGEST#sha256:}"
-if [ ! -e "$ASTAMP" ] || [ ! -s "$ARCHIVE" ]; then
+a_tag="$(tar -xOf "$ARCHIVE" manifest.json 2>/dev/null | jq -r '.[0].RepoTags[0]' 2>/dev/null)"
+if [ ! -e "$ASTAMP" ] || [ ! -s "$ARCHIVE" ] || [ "$a_tag" != "$REF" ]; then
   log "skopeo copy docker://$REF docker-archive:$ARCHIVE:$REF"
   rm -f "$ARCHIVE" "$ED"/.archive-*
   "${SK[@]}" copy -q --src-tls-verify=false "docker://$REF" "docker-archive:$ARCHIVE:$REF" >&2 || die "skopeo docker-archive failed"
@@ -124,32 +168,228 @@ mkdir -p "$RAW.setup"
   { tail -5 "$RAW.setup/pull.err" >&2; die "imgcache pull $REF failed"; }
 jq -e --arg id "$IMAGE_ID" '.image_id == $id' "$RAW.setup/pull.json" >/dev/null ||
   { log "ERROR: imgcache pull did not report $IMAGE_ID"; exit 1; }
+CACHE_BLOBS=()
+while IFS= read -r f; do CACHE_BLOBS+=("$f"); done < <(find "$CACHE" -type f -path '*sha256*' -size +1k)
 
-# ---- dockerd (overlay2), private; the docker CLI for everyone is /usr/bin/docker -----------------
-[ -e "$DD/dockerd.pid" ] && log "reusing $DD (KEEP=1 earlier?)"
-DD_STARTED=1
-DD_PID="$(DOCKERD_EXTRA_ARGS="" "$TESTENV/start-dockerd.sh" "$DD" overlay2)" || die "could not start dockerd (overlay2) in $DD"
-export DOCKER_HOST="unix://$DD/docker.sock"
-unset DOCKER_CONTEXT DOCKER_CONFIG
-{ mkdir -p "$ED/bin" && ln -sfn "$DOCKER" "$ED/bin/docker"; } || die "cannot create $ED/bin/docker"
-export PATH="$ED/bin:$PATH" # imgcache runs `docker` from the PATH: the same 20.10 CLI as the peer
-dk() { "$DOCKER" "$@"; }
-DRIVER="$(dk info -f '{{.Driver}}' 2>/dev/null)"
-[ "$DRIVER" = overlay2 ] || die "dockerd in $DD runs storage driver '${DRIVER:-?}', not overlay2"
-DOCKERD_VER="$(dk version -f '{{.Server.Version}} (API {{.Server.APIVersion}})' 2>/dev/null)"
-log "dockerd $DOCKERD_VER pid $DD_PID, overlay2, DOCKER_HOST=$DOCKER_HOST"
+# ---- the daemons' PATHs: without and with unpigz ---------------------------------------------------
+daemon_paths "$ED/path" || die "cannot build the daemon PATHs in $ED/path"
+case " $PIGZ " in *" yes "*) [ -n "$(path_unpigz "$PATH_PIGZ")" ] || die "PIGZ=yes but no unpigz on $PATH_PIGZ (apt-get install pigz)" ;; esac
+BASE_PATH="$PATH"
 SETUP_S=$(($(date +%s) - T0))
-
-# ---- helpers ------------------------------------------------------------------------------------
-rm -rf "$RAW" "$OUT"; mv "$RAW.setup" "$RAW"; mkdir -p "$OUT"
+rm -rf "$RAWROOT" "$OUT"; mv "$RAW.setup" "$RAWROOT"; mkdir -p "$OUT"
 TB=$(date +%s)
 LOAD0="$(cut -d' ' -f1-3 /proc/loadavg)"
-engine_id() { dk image inspect -f '{{.Id}}' "$REF" 2>/dev/null; }
+
+# ==== engines ======================================================================================
+dk() { "$E_CLI" "$@"; }                          # the engine's docker CLI
+cr() { "$E_CTR" -a "$E_CSOCK" "$@"; }            # ctr on the engine's containerd
+ctr_on() { "$E_CTR" -a "$E_CSOCK" -n "$E_CNS" "$@"; }
+
+# engine_up E PZ NAME : start engine E, its daemons' PATH with unpigz if PZ is yes, in DAEMONS/NAME
+# (NAME is also in its containerd namespace: letters, digits, '.', '_', '-');
+# sets E_* and the client environment. Returns 1 (with E_FAIL set) if it cannot.
+engine_up() {
+  local e="$1" pz="$2" dpath p u drv ds
+  E_DIR="$DAEMONS/$3"; E_FAIL=""; E_PIDS=(); E_CSOCK=""; E_CNS=""; E_CROOT=""; E_SNAP=overlayfs
+  dpath="$PATH_NOPIGZ"; [ "$pz" = yes ] && dpath="$PATH_PIGZ"
+  stop_daemons "$E_DIR" 0 || { E_FAIL="mounts left in $E_DIR from an earlier run"; return 1; }
+  mkdir -p "$E_DIR/bin" || { E_FAIL="cannot create $E_DIR"; return 1; }
+  CUR_DIR="$E_DIR"
+  case "$e" in
+    d20)
+      E_KIND=docker E_STORE=classic E_CLI="$DOCKER" E_CTR=/usr/bin/ctr
+      E_CSOCK="$E_DIR/containerd/containerd.sock" E_CNS=moby E_CROOT="$E_DIR/containerd/root"
+      p="$(PATH="$dpath" DOCKERD_EXTRA_ARGS="" "$TESTENV/start-dockerd.sh" "$E_DIR" overlay2)" ||
+        { E_FAIL="dockerd 20.10 did not start (see $E_DIR/dockerd.log)"; return 1; } ;;
+    d28 | d28c)
+      E_KIND=docker E_CLI="$SID/usr/bin/docker" E_CTR="$SID/usr/bin/ctr"
+      E_CSOCK="$E_DIR/containerd/containerd.sock" E_CNS="bench-$(basename "$E_DIR")" E_CROOT="$E_DIR/containerd/root"
+      if [ "$e" = d28 ]; then E_STORE=classic; p="$(start_dkd "$E_DIR" "$SID" classic overlay2 "$dpath")"
+      else E_STORE=containerd; p="$(start_dkd "$E_DIR" "$SID" containerd "$E_SNAP" "$dpath")"; fi ||
+        { E_FAIL="dockerd 28 did not start (see $E_DIR/dockerd.log, $E_DIR/containerd/containerd.log)"; return 1; } ;;
+    ctd21)
+      E_KIND=containerd E_STORE=containerd E_CLI="$SID/usr/bin/ctr" E_CTR="$SID/usr/bin/ctr"
+      E_CSOCK="$E_DIR/containerd.sock" E_CNS=bench E_CROOT="$E_DIR/root"
+      p="$(start_ctd "$E_DIR" "$SID" "$E_SNAP" "$dpath")" ||
+        { E_FAIL="containerd 2.1 did not start (see $E_DIR/containerd.log)"; return 1; } ;;
+  esac
+  E_PIDS=("$p")
+  if [ "$E_KIND" = docker ]; then
+    E_PIDS+=("$(cat "$E_DIR/containerd/containerd.pid" 2>/dev/null)")
+    ln -sfn "$E_CLI" "$E_DIR/bin/docker"
+  fi
+  ln -sfn "$E_CTR" "$E_DIR/bin/ctr"
+  # the clients: the engine's docker / ctr first, then the daemons' PATH of this configuration
+  export PATH="$E_DIR/bin:$dpath"
+  unset DOCKER_CONTEXT DOCKER_CONFIG CONTAINERD_SNAPSHOTTER
+  if [ "$E_KIND" = docker ]; then
+    export DOCKER_HOST="unix://$E_DIR/docker.sock"; unset CONTAINERD_ADDRESS CONTAINERD_NAMESPACE
+    drv="$(dk info -f '{{.Driver}}' 2>/dev/null)"
+    ds="$(dk info -f '{{json .DriverStatus}}' 2>/dev/null)"
+    E_VER="dockerd $(dk version -f '{{.Server.Version}} (API {{.Server.APIVersion}})' 2>/dev/null)"
+    if [ "$E_STORE" = classic ]; then
+      if [ "$drv" != overlay2 ] || [[ "$ds" == *io.containerd.snapshotter* ]]; then
+        E_FAIL="dockerd runs driver '${drv:-?}' ($ds), not the classic overlay2"; return 1
+      fi
+      E_DESC="$E_VER, classic store, overlay2"
+    else
+      if [ "$drv" != "$E_SNAP" ] || [[ "$ds" != *io.containerd.snapshotter* ]]; then
+        E_FAIL="dockerd runs driver '${drv:-?}' ($ds), not the containerd store with $E_SNAP"; return 1
+      fi
+      E_DESC="$E_VER, containerd image store, $E_SNAP"
+    fi
+    E_DESC="$E_DESC; its containerd $(cr version 2>/dev/null | awk '/^Server:/ {s = 1} s && $1 == "Version:" {print $2; exit}')"
+    E_PEER="$(basename "$E_CLI") load -i"
+    E_PEER_CMD=("$E_CLI" load -q -i "$ARCHIVE")
+  else
+    unset DOCKER_HOST
+    export CONTAINERD_ADDRESS="$E_CSOCK" CONTAINERD_NAMESPACE="$E_CNS"
+    E_VER="containerd $(cr version 2>/dev/null | awk '/^Server:/ {s = 1} s && $1 == "Version:" {print $2; exit}')"
+    cr plugins ls 2>/dev/null | awk -v s="$E_SNAP" '$2 == s && $NF == "ok" {f = 1} END {exit !f}' ||
+      { E_FAIL="containerd's $E_SNAP snapshotter is not ok: $(cr plugins ls 2>&1 | grep -w "$E_SNAP")"; return 1; }
+    E_DESC="$E_VER alone, $E_SNAP, namespace $E_CNS; $("$E_CTR" --version | awk '{print $1, $3}') first on imgcache's PATH"
+    E_PEER="ctr images import"
+    E_PEER_CMD=("$E_CTR" -a "$E_CSOCK" -n "$E_CNS" images import "$ARCHIVE")
+  fi
+  # the daemons' PATH: unpigz there or not, as asked
+  E_UNPIGZ=""
+  for p in "${E_PIDS[@]}"; do
+    if [ -z "$p" ] || [ ! -e "/proc/$p/environ" ]; then E_FAIL="cannot read the environment of daemon pid '$p'"; return 1; fi
+    u="$(path_unpigz "$(proc_path "$p")")"
+    if [ "$pz" = yes ] && [ -z "$u" ]; then E_FAIL="daemon pid $p ($(tr '\0' ' ' <"/proc/$p/cmdline" | cut -c1-60)) has no unpigz on its PATH"; return 1; fi
+    if [ "$pz" = no ] && [ -n "$u" ]; then E_FAIL="daemon pid $p finds $u on its PATH"; return 1; fi
+    E_UNPIGZ="${E_UNPIGZ:-$u}"
+  done
+  log "$3: $E_DESC; daemons ${E_PIDS[*]}, unpigz on their PATH: ${E_UNPIGZ:-none}"
+}
+# engine_down : stop the engine's daemons, leave no mount, restore the environment
+engine_down() {
+  unwatch
+  export PATH="$BASE_PATH"
+  unset DOCKER_HOST CONTAINERD_ADDRESS CONTAINERD_NAMESPACE
+  [ -n "$CUR_DIR" ] || return 0
+  stop_daemons "$CUR_DIR" "$KEEP" || E_FAIL="${E_FAIL:-mounts left under $CUR_DIR}"
+  CUR_DIR=""
+}
+
+# ctd_config_of NS NAME : the config digest of image NAME in containerd namespace NS (for an
+# index: of its linux/ARCH manifest); empty if there is no such image
+ctd_config_of() {
+  local t j
+  t="$(cr -n "$1" images ls 2>/dev/null | awk -v n="$2" 'NR > 1 && $1 == n { print $3; exit }')"
+  [ -n "$t" ] || return 0
+  j="$(cr -n "$1" content get "$t" 2>/dev/null)" || return 0
+  if ! jq -e '.config' >/dev/null 2>&1 <<<"$j"; then
+    t="$(jq -r --arg a "$ARCH" '[.manifests[]? | select(.platform.os == "linux" and .platform.architecture == $a)][0].digest // empty' <<<"$j")"
+    [ -n "$t" ] || return 0
+    j="$(cr -n "$1" content get "$t" 2>/dev/null)" || return 0
+  fi
+  jq -r '.config.digest // empty' <<<"$j"
+}
+# engine_id : the image ID the engine's REF points at (empty if none)
+engine_id() {
+  if [ "$E_STORE" = classic ]; then dk image inspect -f '{{.Id}}' "$REF" 2>/dev/null
+  else ctd_config_of "$E_CNS" "$REF"; fi
+}
+# stored_layers : layers the engine holds unpacked: overlay2 layer directories (classic store) or
+# snapshot directories on disk (containerd)
+overlay_dirs() { find "$E_DIR/data/overlay2" -mindepth 1 -maxdepth 1 ! -name l 2>/dev/null | wc -l; }
+snap_dirs() { find "$E_CROOT/io.containerd.snapshotter.v1.$E_SNAP/snapshots" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
+stored_layers() { if [ "$E_STORE" = classic ]; then overlay_dirs; else snap_dirs; fi; }
+# ctd_state : "images=N content=N snapshots=N leases=N blobs=N snapdirs=N", summed over every
+# namespace of the engine's containerd; the last two are counted on disk
+ctd_state() {
+  local ns i=0 c=0 s=0 l=0
+  for ns in $(cr namespaces ls -q 2>/dev/null); do
+    i=$((i + $(cr -n "$ns" images ls -q 2>/dev/null | wc -l)))
+    c=$((c + $(cr -n "$ns" content ls -q 2>/dev/null | wc -l)))
+    s=$((s + $(cr -n "$ns" snapshots --snapshotter "$E_SNAP" ls 2>/dev/null | awk 'NR > 1' | wc -l)))
+    l=$((l + $(cr -n "$ns" leases ls -q 2>/dev/null | wc -l)))
+  done
+  printf 'images=%s content=%s snapshots=%s leases=%s blobs=%s snapdirs=%s' "$i" "$c" "$s" "$l" \
+    "$(find "$E_CROOT/io.containerd.content.v1.content/blobs/sha256" -type f 2>/dev/null | wc -l)" "$(snap_dirs)"
+}
+ctd_is_empty() { [[ "$1" =~ ^images=0\ content=0\ snapshots=0\ leases=0\ blobs=0\ snapdirs=0$ ]]; }
+# ctd_wait_empty SECONDS : poll ctd_state until it is empty (containerd collects garbage after a
+# delete, not always at once); sets CTD_STATE
+ctd_wait_empty() {
+  local end=$((SECONDS + $1))
+  while :; do
+    CTD_STATE="$(ctd_state)"
+    ctd_is_empty "$CTD_STATE" && return 0
+    [ "$SECONDS" -lt "$end" ] || return 1
+    sleep 0.5
+  done
+}
+# ctd_force_empty : remove what is left in every namespace: images (--sync), leases, content,
+# then snapshots, leaves first (a parent cannot go before its children)
+ctd_force_empty() {
+  local ns k
+  for ns in $(cr namespaces ls -q 2>/dev/null); do
+    for k in $(cr -n "$ns" images ls -q 2>/dev/null); do cr -n "$ns" images rm --sync "$k" >/dev/null 2>&1; done
+    for k in $(cr -n "$ns" leases ls -q 2>/dev/null); do cr -n "$ns" leases rm --sync "$k" >/dev/null 2>&1; done
+    for k in $(cr -n "$ns" content ls -q 2>/dev/null); do cr -n "$ns" content rm "$k" >/dev/null 2>&1; done
+    for _ in $(seq 1 $((V1_LAYERS + 5))); do
+      k="$(cr -n "$ns" snapshots --snapshotter "$E_SNAP" ls 2>/dev/null | awk 'NR > 1 {print $1}')"
+      [ -n "$k" ] || break
+      # shellcheck disable=SC2086 # one key a word
+      cr -n "$ns" snapshots --snapshotter "$E_SNAP" rm $k >/dev/null 2>&1
+    done
+  done
+}
+FORCED=0
+# empty_engine LOG : remove the image the way the engine's users do, then check that the engine
+# is empty; containerd: if garbage collection left something after 30 s, ctd_force_empty and
+# check again. One line per call in LOG. Returns 1 if the engine is not empty.
+empty_engine() {
+  local n sz l ldb st how
+  case "$E_KIND/$E_STORE" in
+    docker/classic)
+      dk rmi -f "$REF" >/dev/null 2>&1
+      dk rmi -f "$IMAGE_ID" >/dev/null 2>&1
+      dk image prune -af >/dev/null 2>&1
+      n="$(dk image ls -aq | wc -l)"
+      sz="$(dk system df --format '{{.Type}} {{.Size}}' | awk '$1 == "Images" {print $2}')"
+      l="$(overlay_dirs)"
+      ldb="$(find "$E_DIR/data/image/overlay2/layerdb/sha256" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)"
+      st="docker image ls -aq: $n, system df images: $sz, overlay2 dirs: $l, layerdb: $ldb"
+      sync
+      echo "$st" >>"$1"
+      [ "$n" = 0 ] && [ "$sz" = 0B ] && [ "$l" = 0 ] && [ "$ldb" = 0 ] && return 0
+      log "ERROR: the engine is not empty after docker rmi + prune: $st"
+      return 1 ;;
+    docker/containerd)
+      how="docker rmi + docker image prune -af"
+      dk rmi -f "$REF" >/dev/null 2>&1
+      dk image prune -af >/dev/null 2>&1
+      n="$(dk image ls -aq | wc -l)" ;;
+    containerd/*)
+      how="ctr images rm --sync"
+      n=0
+      for l in $(ctr_on images ls -q 2>/dev/null); do ctr_on images rm --sync "$l" >/dev/null 2>&1; done ;;
+  esac
+  local t0=$SECONDS
+  if ! ctd_wait_empty 30; then
+    log "after $how: $CTD_STATE; removing the rest with ctr (leases, content, snapshots)"
+    echo "after $how: $CTD_STATE (not empty after 30 s: forced)" >>"$1"
+    FORCED=$((FORCED + 1))
+    ctd_force_empty
+    ctd_wait_empty 10
+  fi
+  st="docker image ls -aq: $n, $CTD_STATE"
+  [ "$E_KIND" = containerd ] && st="$CTD_STATE"
+  st="$st (after $how, $((SECONDS - t0)) s of waiting)"
+  sync
+  echo "$st" >>"$1"
+  [ "$n" = 0 ] && ctd_is_empty "$CTD_STATE" && return 0
+  log "ERROR: the engine is not empty after $how: $st"
+  return 1
+}
 # check_engine ROW WHO : the engine's REF is the image ID
 check_engine() {
   local got; got="$(engine_id)"
   [ "$got" = "$IMAGE_ID" ] && return 0
-  log "ERROR: after $2, docker image inspect $REF gives '${got:-nothing}', expected $IMAGE_ID"
+  log "ERROR: after $2, the engine's $REF is '${got:-nothing}', expected $IMAGE_ID"
   NA[$1]="after $2 the engine's $REF is ${got:-missing}"
   [ "$2" = imgcache ] && BAD=1
   return 1
@@ -163,181 +403,217 @@ check_load() {
   local got; got="$(jq -rc '[.action, .image_id] | join(" ")' "$2" 2>/dev/null || echo '?')"
   if [ "$3" = loaded ] && jq -e '.action == "already-present"' "$2" >/dev/null 2>&1; then
     not_measured "$1" "a load into the empty engine answered $got"
-  else NA[$1]="imgcache load answered $got"; BAD=1; fi
+  else NA[$1]="imgcache load answered ${got:-nothing}"; BAD=1; fi
   return 1
 }
-overlay_dirs() { find "$DD/data/overlay2" -mindepth 1 -maxdepth 1 ! -name l 2>/dev/null | wc -l; }
-# empty_engine : docker rmi + docker image prune -f; then no image, 0 B of images, no overlay2 layer
-empty_engine() {
-  dk rmi -f "$REF" >/dev/null 2>&1
-  dk rmi -f "$IMAGE_ID" >/dev/null 2>&1
-  dk image prune -f >/dev/null 2>&1
-  local n sz l
-  n="$(dk image ls -aq | wc -l)"
-  sz="$(dk system df --format '{{.Type}} {{.Size}}' | awk '$1 == "Images" {print $2}')"
-  l="$(overlay_dirs)"
-  sync
-  [ "$n" = 0 ] && [ "$sz" = 0B ] && [ "$l" = 0 ] && return 0
-  log "ERROR: the engine is not empty after rmi + prune: $n images, $sz, $l overlay2 layer directories"
-  return 1
-}
-CLK="$(getconf CLK_TCK)"
-# CPU seconds used so far by dockerd and its waited-for children (unpigz, ...)
-dockerd_cpu() { awk -v c="$CLK" '{ printf "%.2f", ($14 + $15 + $16 + $17) / c }' "/proc/$DD_PID/stat" 2>/dev/null; }
-CACHE_BLOBS=()
-while IFS= read -r f; do CACHE_BLOBS+=("$f"); done < <(find "$CACHE" -type f -path '*sha256*' -size +1k)
+cpu_of() { awk 'END { printf "%.2f", $1 + $2 }' "$1"; } # GNU time '%U %S' file -> seconds
 
-# ---- 2. load into an engine that lacks the image: imgcache load vs docker load -i, alternating --
-warm "${CACHE_BLOBS[@]}" "$ARCHIVE"
-t_ic=(); t_dk=(); cpu_d_ic=(); cpu_d_dk=(); cpu_ic=(); cpu_dk=()
-for i in $(seq 1 "$RUNS"); do
-  for who in imgcache docker; do
-    empty_engine || { NA[absent]="engine not empty before a run"; break 2; }
-    log "load into the empty engine $i/$RUNS: $who"
-    c0="$(dockerd_cpu)"
-    if [ $who = imgcache ]; then
+# measure CFG : rows 2 and 1 on the running engine; appends to ROWS, SUMMARY and RAWLINES
+measure() {
+  local cfg="$1" i who a b c0 rc f lay ups
+  local t_ic=() t_pe=() cd_ic=() cd_pe=() cc_ic=() cc_pe=() up_ic=() up_pe=() ly_ic=() ly_pe=()
+  local t_abs_ic t_abs_pe r2 t_pres="" t_pres_pe="" r1 progs="" conns=""
+  RAW="$RAWROOT/$cfg"; mkdir -p "$RAW"
+  warm "${CACHE_BLOBS[@]}" "$ARCHIVE"
+  # ---- 2. load into an engine that lacks the image, alternating
+  for i in $(seq 1 "$RUNS"); do
+    for who in imgcache peer; do
+      empty_engine "$RAW/empty.log" || { not_measured "$cfg/absent" "the engine could not be emptied before run $i ($(tail -1 "$RAW/empty.log"))"; break 2; }
+      log "$cfg: load into the empty engine $i/$RUNS: $who"
+      f="$RAW/absent-$who-$i"
+      c0="$(daemon_cpu "${E_PIDS[@]}")"
+      watch_children "$f.unpigz" unpigz "${E_PIDS[@]}"
       a=$(now)
-      /usr/bin/time -f '%U %S' -o "$RAW/absent-imgcache-$i.time" \
-        "$IMGCACHE" --root "$CACHE" --json load "$REF" --engine docker >"$RAW/absent-imgcache-$i.json" 2>"$RAW/absent-imgcache-$i.err"; rc=$?
-      b=$(now)
-      if [ $rc != 0 ]; then NA[absent]="imgcache load exit $rc"; BAD=1; tail -5 "$RAW/absent-imgcache-$i.err" >&2
-      elif check_load absent "$RAW/absent-imgcache-$i.json" loaded && check_engine absent imgcache; then
-        t_ic+=("$(elapsed "$a" "$b")"); cpu_d_ic+=("$(elapsed "$c0" "$(dockerd_cpu)")")
-        cpu_ic+=("$(awk 'END { printf "%.2f", $1 + $2 }' "$RAW/absent-imgcache-$i.time")")
+      if [ $who = imgcache ]; then
+        /usr/bin/time -f '%U %S' -o "$f.time" "$IMGCACHE" --root "$CACHE" --json load "$REF" --engine "$E_KIND" >"$f.json" 2>"$f.err"; rc=$?
+      else
+        /usr/bin/time -f '%U %S' -o "$f.time" "${E_PEER_CMD[@]}" >"$f.out" 2>&1; rc=$?
       fi
+      b=$(now)
+      unwatch
+      lay="$(stored_layers)"; ups="$(seen_pids "$f.unpigz")"
+      if [ $who = imgcache ]; then
+        if [ $rc != 0 ]; then NA[$cfg/absent]="imgcache load exit $rc: $(tail -1 "$f.err")"; BAD=1; tail -5 "$f.err" >&2
+        elif check_load "$cfg/absent" "$f.json" loaded && check_engine "$cfg/absent" imgcache; then
+          if [ "$lay" -lt "$V1_LAYERS" ]; then
+            not_measured "$cfg/absent" "imgcache's load left $lay unpacked layers of $V1_LAYERS"
+          else
+            t_ic+=("$(elapsed "$a" "$b")"); cd_ic+=("$(elapsed "$c0" "$(daemon_cpu "${E_PIDS[@]}")")")
+            cc_ic+=("$(cpu_of "$f.time")"); up_ic+=("$ups"); ly_ic+=("$lay")
+          fi
+        fi
+      else
+        if [ $rc != 0 ]; then log "$E_PEER failed (exit $rc):"; tail -5 "$f.out" >&2; NA[$cfg/absent-peer]="$E_PEER exit $rc: $(tail -1 "$f.out")"
+        elif check_engine "$cfg/absent-peer" "$E_PEER"; then
+          [ "$lay" -ge "$V1_LAYERS" ] || NA[$cfg/absent-peer]="$E_PEER left $lay unpacked layers of $V1_LAYERS"
+          t_pe+=("$(elapsed "$a" "$b")"); cd_pe+=("$(elapsed "$c0" "$(daemon_cpu "${E_PIDS[@]}")")")
+          cc_pe+=("$(cpu_of "$f.time")"); up_pe+=("$ups"); ly_pe+=("$lay")
+        fi
+      fi
+    done
+  done
+  unmeasured "$cfg/absent" && { t_ic=(); cd_ic=(); cc_ic=(); }
+  t_abs_ic="$(median "${t_ic[@]}")"; t_abs_pe="$(median "${t_pe[@]}")"
+  r2="$(div "$t_abs_ic" "$t_abs_pe")"
+
+  # ---- 1. load when the engine already has the image
+  if [ "$(engine_id)" != "$IMAGE_ID" ]; then
+    log "$cfg: loading $REF once ($E_PEER) for row 1"
+    "${E_PEER_CMD[@]}" >"$RAW/present-setup.out" 2>&1
+  fi
+  if check_engine "$cfg/present" "$E_PEER"; then
+    "$IMGCACHE" --root "$CACHE" --json load "$REF" --engine "$E_KIND" >"$RAW/present.json" 2>"$RAW/present.err"
+    if check_load "$cfg/present" "$RAW/present.json" already-present; then
+      t_pres="$(hf present "$FAST_RUNS" 3 "$IMGCACHE --root $CACHE load $REF --engine $E_KIND")"
+      # cheap profile: the programs it starts and its connections to the engine's sockets
+      strace -f -qq -tt -e trace=execve,connect -e signal=none -o "$RAW/present-strace.txt" \
+        "$IMGCACHE" --root "$CACHE" load "$REF" --engine "$E_KIND" >/dev/null 2>&1
+      progs="$(grep -o 'execve("[^"]*"' "$RAW/present-strace.txt" | sed 1d | sed 's/.*\///; s/"$//' | sort | uniq -c | awk '{printf "%s%s x%s", (NR > 1 ? ", " : ""), $2, $1}')"
+      conns="$(grep -c "connect(.*sun_path=\"$E_DIR/" "$RAW/present-strace.txt")"
+      IMGCACHE_LOG=debug "$IMGCACHE" --root "$CACHE" load "$REF" --engine "$E_KIND" >/dev/null 2>"$RAW/present-debug.log"
+      check_engine "$cfg/present" imgcache
+    fi
+    t_pres_pe="$(hf present-peer "$RUNS" 1 "${E_PEER_CMD[*]}")"
+    check_engine "$cfg/present-peer" "$E_PEER"
+  fi
+  r1="$(div "$t_pres_pe" "$t_pres")"
+
+  # ---- rows
+  local lbl="$cfg: $E_DESC; unpigz on the daemons' PATH: ${E_UNPIGZ:-no}"
+  ROWS+=("$(printf '%s 1a\t%s. imgcache load, engine already has the image (hyperfine, %s runs; per run: programs started: %s, connections to the engine'"'"'s sockets: %s)\t%s\t\t\t<= 50 ms\t%s\t%s' \
+    "$cfg" "$lbl" "$FAST_RUNS" "${progs:-none}" "${conns:-?}" "$(fmt_t "$t_pres")" "$(yesno "$t_pres" '<=' 0.050)" "${NA[$cfg/present]:-}")")
+  ROWS+=("$(printf '%s 1b\t%s: same vs %s of the docker-archive (%s), engine already has the image (hyperfine, %s runs, median)\t%s\t%s\t%s\t>= 20x faster\t%s\t%s' \
+    "$cfg" "$cfg" "$E_PEER" "$(fmt_b "$ARCHIVE_BYTES")" "$RUNS" "$(fmt_t "$t_pres")" "$(fmt_t "$t_pres_pe")" "$([ -n "$r1" ] && printf '%.0fx faster' "$r1" || echo n/a)" \
+    "$(yesno "$r1" '>=' 20)" "${NA[$cfg/present]:-${NA[$cfg/present-peer]:-}}")")
+  ROWS+=("$(printf '%s 2\t%s: load into the empty engine (%s layers unpacked): imgcache load vs %s of the docker-archive; median of %s, alternating (imgcache %s, peer %s; CPU of the daemons + children: %s s vs %s s, of the client: %s s vs %s s; unpigz processes per run: %s vs %s)\t%s\t%s\t%s\t<= 1.05x\t%s\t%s' \
+    "$cfg" "$cfg" "$(maxof "${ly_ic[@]}" "${ly_pe[@]}")" "$E_PEER" "$RUNS" "$(range "${t_ic[@]}")" "$(range "${t_pe[@]}")" \
+    "$(f1 "$(median "${cd_ic[@]}")")" "$(f1 "$(median "${cd_pe[@]}")")" "$(f1 "$(median "${cc_ic[@]}")")" "$(f1 "$(median "${cc_pe[@]}")")" \
+    "${up_ic[*]:-?}" "${up_pe[*]:-?}" \
+    "$(fmt_t "$t_abs_ic")" "$(fmt_t "$t_abs_pe")" "$(ratio "$r2")" "$(yesno "$r2" '<=' 1.05)" "${NA[$cfg/absent]:-${NA[$cfg/absent-peer]:-}}")")
+  SUMMARY+=("$(printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s s / %s s | %s / %s |' \
+    "$cfg" "$E_DESC" "$([ -n "$E_UNPIGZ" ] && echo yes || echo no)" "$E_PEER" "$(fmt_t "$t_pres")" "$(fmt_t "$t_pres_pe")" "$([ -n "$r1" ] && printf '%.0fx faster' "$r1" || echo n/a)" \
+    "$(fmt_t "$t_abs_ic") / $(fmt_t "$t_abs_pe")" "$(ratio "$r2")$(unmeasured "$cfg/absent" && echo ' NOT MEASURED')" \
+    "$(f1 "$(median "${cd_ic[@]}")")" "$(f1 "$(median "${cd_pe[@]}")")" "${up_ic[*]:-?}" "${up_pe[*]:-?}")")
+  RAWLINES+=("$(printf '# raw\tconfig=%s\tt_present_s=%s\tt_present_peer_s=%s\tabsent_imgcache_s=%s\tabsent_peer_s=%s\tdaemon_cpu_imgcache_s=%s\tdaemon_cpu_peer_s=%s\tclient_cpu_imgcache_s=%s\tclient_cpu_peer_s=%s\tunpigz_imgcache=%s\tunpigz_peer=%s\tlayers_imgcache=%s\tlayers_peer=%s' \
+    "$cfg" "$t_pres" "$t_pres_pe" "${t_ic[*]}" "${t_pe[*]}" "${cd_ic[*]}" "${cd_pe[*]}" "${cc_ic[*]}" "${cc_pe[*]}" "${up_ic[*]}" "${up_pe[*]}" "${ly_ic[*]}" "${ly_pe[*]}")")
+  RAW="$RAWROOT"
+}
+
+ROWS=(); SUMMARY=(); RAWLINES=(); ENG_LINES=(); ENGINE_FAIL=0
+for pz in $PIGZ; do
+  for e in $ENGINES; do
+    cfg="$e"; [ "$pz" = yes ] && cfg="$e+pigz"
+    tc=$(date +%s)
+    if engine_up "$e" "$pz" "${cfg//+/-}"; then
+      measure "$cfg"
+      ENG_LINES+=("- $cfg: $E_DESC; daemons' PATH: $(proc_path "${E_PIDS[0]}") (unpigz: ${E_UNPIGZ:-none}); peer: ${E_PEER_CMD[*]}")
+      engine_down
+      ENG_LINES[-1]="${ENG_LINES[-1]}; $(($(date +%s) - tc)) s"
     else
-      a=$(now)
-      /usr/bin/time -f '%U %S' -o "$RAW/absent-docker-$i.time" "$DOCKER" load -q -i "$ARCHIVE" >"$RAW/absent-docker-$i.out" 2>&1; rc=$?
-      b=$(now)
-      if [ $rc != 0 ]; then log "docker load failed (exit $rc):"; tail -5 "$RAW/absent-docker-$i.out" >&2
-      elif check_engine absent-docker docker; then
-        t_dk+=("$(elapsed "$a" "$b")"); cpu_d_dk+=("$(elapsed "$c0" "$(dockerd_cpu)")")
-        cpu_dk+=("$(awk 'END { printf "%.2f", $1 + $2 }' "$RAW/absent-docker-$i.time")")
-      fi
+      log "ERROR: $cfg: $E_FAIL"
+      ENGINE_FAIL=1
+      engine_down
+      ROWS+=("$(printf '%s\t%s: the engine did not start\tn/a\tn/a\tn/a\t-\tn/a\t%s' "$cfg" "$cfg" "$E_FAIL")")
+      SUMMARY+=("| $cfg | did not start: $E_FAIL | | | | | | | | | |")
+      ENG_LINES+=("- $cfg: did not start: $E_FAIL")
     fi
   done
 done
-unmeasured absent && { t_ic=(); cpu_d_ic=(); cpu_ic=(); }
-t_abs_ic="$(median "${t_ic[@]}")"; t_abs_dk="$(median "${t_dk[@]}")"
-r2="$(div "$t_abs_ic" "$t_abs_dk")"
-layers_loaded="$(overlay_dirs)"
-
-# ---- 1. load when the engine already has the image -----------------------------------------------
-t_pres=""; t_pres_dk=""; execs=""; conns=""
-if [ "$(engine_id)" != "$IMAGE_ID" ]; then
-  log "loading $REF once (docker load) for row 1"
-  dk load -q -i "$ARCHIVE" >"$RAW/present-setup.out" 2>&1
-fi
-if check_engine present docker; then
-  "$IMGCACHE" --root "$CACHE" --json load "$REF" --engine docker >"$RAW/present.json" 2>"$RAW/present.err"
-  if check_load present "$RAW/present.json" already-present; then
-    t_pres="$(hf present "$FAST_RUNS" 3 "$IMGCACHE --root $CACHE load $REF --engine docker")"
-    # cheap profile: the processes it starts, and its debug log with timestamps
-    strace -f -qq -tt -e trace=execve,connect -e signal=none -o "$RAW/present-strace.txt" \
-      "$IMGCACHE" --root "$CACHE" load "$REF" --engine docker >/dev/null 2>&1
-    execs="$(grep -c 'execve("[^"]*/docker"' "$RAW/present-strace.txt")"
-    conns="$(grep -c "connect(.*sun_path=\"$DD/docker.sock\"" "$RAW/present-strace.txt")"
-    IMGCACHE_LOG=debug "$IMGCACHE" --root "$CACHE" load "$REF" --engine docker >/dev/null 2>"$RAW/present-debug.log"
-    check_engine present imgcache
-  fi
-  t_pres_dk="$(hf present-docker "$RUNS" 1 "$DOCKER load -q -i $ARCHIVE")"
-  check_engine present-docker docker
-fi
-r1="$(div "$t_pres_dk" "$t_pres")"
 
 # ---- 3. save: imgcache save vs skopeo docker-archive vs cp of as many bytes ----------------------
 t_sv=(); t_sk=(); t_cp=(); cpu_sv=(); SAVED_BYTES=""; SKOPEO_BYTES=""
+t_save=""; t_skopeo=""; t_cpm=""; r3a=""; r3b=""; verify_note=""
 SAVED="$OUT/imgcache-save.tar"; SKOUT="$OUT/skopeo-docker-archive.tar"; CPSRC="$OUT/cp-source.tar"; CPDST="$OUT/cp-copy.tar"
 clear_out() { rm -f "$SAVED" "$SKOUT" "$CPDST"; sync; }
 warm_registry() { find "$REGDATA/docker" -type f -name data -exec cat {} + >/dev/null; }
-log "warming the page cache: registry blobs"; warm_registry
-for i in $(seq 1 "$RUNS"); do
-  clear_out
-  log "save $i/$RUNS: imgcache save"
-  warm "${CACHE_BLOBS[@]}"
-  a=$(now)
-  /usr/bin/time -f '%U %S' -o "$RAW/save-$i.time" \
-    "$IMGCACHE" --root "$CACHE" --json save "$REF" -o "$SAVED" >"$RAW/save-$i.json" 2>"$RAW/save-$i.err"; rc=$?
-  b=$(now)
-  if [ $rc = 0 ] && jq -e --arg id "$IMAGE_ID" '.image_id == $id' "$RAW/save-$i.json" >/dev/null 2>&1; then
-    t_sv+=("$(elapsed "$a" "$b")"); cpu_sv+=("$(awk 'END { printf "%.2f", $1 + $2 }' "$RAW/save-$i.time")")
-    if [ "$i" = 1 ]; then
-      SAVED_BYTES="$(stat -c %s "$SAVED")"
-      cp "$SAVED" "$CPSRC" # the cp peer's source: as many bytes as imgcache wrote
-      log "imgcache save: deep verify of the output"
-      "$IMGCACHE" --json verify --deep --no-memo --expect "$IMAGE_ID" "$SAVED" >"$RAW/save-verify.json" 2>"$RAW/save-verify.err" ||
-        { NA[save]="imgcache verify --deep of the saved file failed"; BAD=1; head -c 600 "$RAW/save-verify.json" >&2; }
-    elif ! cmp -s "$SAVED" "$CPSRC"; then
-      NA[save]="run $i wrote other bytes than run 1"; BAD=1; log "ERROR: ${NA[save]}"
-    fi
-  else
-    NA[save]="imgcache save exit $rc"; BAD=1; tail -5 "$RAW/save-$i.err" >&2; head -c 300 "$RAW/save-$i.json" >&2
-  fi
-  clear_out
-  log "save $i/$RUNS: skopeo copy docker:// docker-archive:"
-  a=$(now)
-  "${SK[@]}" copy -q --src-tls-verify=false "docker://$REF" "docker-archive:$SKOUT:$REF" >"$RAW/skopeo-$i.out" 2>&1; rc=$?
-  b=$(now)
-  if [ $rc = 0 ]; then t_sk+=("$(elapsed "$a" "$b")"); SKOPEO_BYTES="$(stat -c %s "$SKOUT")"
-  else log "skopeo copy failed (exit $rc):"; tail -5 "$RAW/skopeo-$i.out" >&2; fi
-  if [ -s "$CPSRC" ]; then
+if [ "$SAVE" = 1 ]; then
+  log "warming the page cache: registry blobs"; warm_registry
+  for i in $(seq 1 "$RUNS"); do
     clear_out
-    log "save $i/$RUNS: cp of $(fmt_b "$SAVED_BYTES")"
-    warm "$CPSRC"
+    log "save $i/$RUNS: imgcache save"
+    warm "${CACHE_BLOBS[@]}"
     a=$(now)
-    cp "$CPSRC" "$CPDST"; rc=$?
+    /usr/bin/time -f '%U %S' -o "$RAW/save-$i.time" \
+      "$IMGCACHE" --root "$CACHE" --json save "$REF" -o "$SAVED" >"$RAW/save-$i.json" 2>"$RAW/save-$i.err"; rc=$?
     b=$(now)
-    [ $rc = 0 ] && t_cp+=("$(elapsed "$a" "$b")")
+    if [ $rc = 0 ] && jq -e --arg id "$IMAGE_ID" '.image_id == $id' "$RAW/save-$i.json" >/dev/null 2>&1; then
+      t_sv+=("$(elapsed "$a" "$b")"); cpu_sv+=("$(cpu_of "$RAW/save-$i.time")")
+      if [ "$i" = 1 ]; then
+        SAVED_BYTES="$(stat -c %s "$SAVED")"
+        cp "$SAVED" "$CPSRC" # the cp peer's source: as many bytes as imgcache wrote
+        log "imgcache save: deep verify of the output"
+        "$IMGCACHE" --json verify --deep --no-memo --expect "$IMAGE_ID" "$SAVED" >"$RAW/save-verify.json" 2>"$RAW/save-verify.err" ||
+          { NA[save]="imgcache verify --deep of the saved file failed"; BAD=1; head -c 600 "$RAW/save-verify.json" >&2; }
+      elif ! cmp -s "$SAVED" "$CPSRC"; then
+        NA[save]="run $i wrote other bytes than run 1"; BAD=1; log "ERROR: ${NA[save]}"
+      fi
+    else
+      NA[save]="imgcache save exit $rc"; BAD=1; tail -5 "$RAW/save-$i.err" >&2; head -c 300 "$RAW/save-$i.json" >&2
+    fi
+    clear_out
+    log "save $i/$RUNS: skopeo copy docker:// docker-archive:"
+    a=$(now)
+    "${SK[@]}" copy -q --src-tls-verify=false "docker://$REF" "docker-archive:$SKOUT:$REF" >"$RAW/skopeo-$i.out" 2>&1; rc=$?
+    b=$(now)
+    if [ $rc = 0 ]; then t_sk+=("$(elapsed "$a" "$b")"); SKOPEO_BYTES="$(stat -c %s "$SKOUT")"
+    else log "skopeo copy failed (exit $rc):"; tail -5 "$RAW/skopeo-$i.out" >&2; fi
+    if [ -s "$CPSRC" ]; then
+      clear_out
+      log "save $i/$RUNS: cp of $(fmt_b "$SAVED_BYTES")"
+      warm "$CPSRC"
+      a=$(now)
+      cp "$CPSRC" "$CPDST"; rc=$?
+      b=$(now)
+      [ $rc = 0 ] && t_cp+=("$(elapsed "$a" "$b")")
+    fi
+  done
+  # cheap profile of one more save (outside the timing): system calls
+  if [ ${#t_sv[@]} -gt 0 ]; then
+    clear_out
+    strace -f -c -o "$RAW/save-strace-c.txt" "$IMGCACHE" --root "$CACHE" save "$REF" -o "$SAVED" >/dev/null 2>&1
+    clear_out
   fi
-done
-# cheap profile of one more save (outside the timing): system calls
-if [ ${#t_sv[@]} -gt 0 ]; then
-  clear_out
-  strace -f -c -o "$RAW/save-strace-c.txt" "$IMGCACHE" --root "$CACHE" save "$REF" -o "$SAVED" >/dev/null 2>&1
-  clear_out
+  t_save="$(median "${t_sv[@]}")"; t_skopeo="$(median "${t_sk[@]}")"; t_cpm="$(median "${t_cp[@]}")"
+  r3a="$(div "$t_save" "$t_skopeo")"; r3b="$(div "$t_save" "$t_cpm")"
+  if [ -n "$SAVED_BYTES" ] && did_work deep "$CPSRC" "$IMAGE_ID" "$RAW/save-verify.json"; then verify_note="verify --deep --no-memo ok"
+  elif [ -e "$RAW/save-verify.json" ]; then NA[save]="${NA[save]:-verify --deep of the saved file: not ok}"; BAD=1; fi
+  ROWS+=("$(printf '3a\timgcache save -o FILE (%s, %s) vs skopeo copy docker:// docker-archive: (%s); median of %s\t%s\t%s\t%s\t<= 0.5x\t%s\t%s' \
+    "$(fmt_b "$SAVED_BYTES")" "${verify_note:-not verified}" "$(fmt_b "$SKOPEO_BYTES")" "$RUNS" \
+    "$(fmt_t "$t_save")" "$(fmt_t "$t_skopeo")" "$(ratio "$r3a")" "$(yesno "$r3a" '<=' 0.5)" "${NA[save]:-}")")
+  ROWS+=("$(printf '3b\tsame vs cp of a file of the same size (%s), page cache warm (imgcache CPU user+sys %s s; coreutils cp uses copy_file_range)\t%s\t%s\t%s\t<= 1.2x\t%s\t%s' \
+    "$(fmt_b "$SAVED_BYTES")" "$(f1 "$(median "${cpu_sv[@]}")")" "$(fmt_t "$t_save")" "$(fmt_t "$t_cpm")" "$(ratio "$r3b")" "$(yesno "$r3b" '<=' 1.2)" "${NA[save]:-}")")
 fi
-t_save="$(median "${t_sv[@]}")"; t_skopeo="$(median "${t_sk[@]}")"; t_cpm="$(median "${t_cp[@]}")"
-r3a="$(div "$t_save" "$t_skopeo")"; r3b="$(div "$t_save" "$t_cpm")"
-verify_note=""
-if [ -n "$SAVED_BYTES" ] && did_work deep "$CPSRC" "$IMAGE_ID" "$RAW/save-verify.json"; then verify_note="verify --deep --no-memo ok"
-elif [ -e "$RAW/save-verify.json" ]; then NA[save]="${NA[save]:-verify --deep of the saved file: not ok}"; BAD=1; fi
 BENCH_S=$(($(date +%s) - TB))
 
 # ---- report -------------------------------------------------------------------------------------
-ROWS+=("$(printf '1a\timgcache load, engine already has the image (hyperfine, %s runs; per run: %s docker commands, %s connections to the socket)\t%s\t\t\t<= 50 ms\t%s\t%s' \
-  "$FAST_RUNS" "${execs:-?}" "${conns:-?}" "$(fmt_t "$t_pres")" "$(yesno "$t_pres" '<=' 0.050)" "${NA[present]:-}")")
-ROWS+=("$(printf '1b\tsame vs docker load -i of the docker-archive (%s), engine already has the image (hyperfine, %s runs, median)\t%s\t%s\t%s\t>= 20x faster\t%s\t%s' \
-  "$(fmt_b "$ARCHIVE_BYTES")" "$RUNS" "$(fmt_t "$t_pres")" "$(fmt_t "$t_pres_dk")" "$([ -n "$r1" ] && printf '%.0fx faster' "$r1" || echo n/a)" \
-  "$(yesno "$r1" '>=' 20)" "${NA[present]:-${NA[present-docker]:-}}")")
-ROWS+=("$(printf '2\tload into the empty engine (overlay2; %s layers): imgcache load vs docker load -i of the docker-archive; median of %s, alternating (imgcache %s, docker %s; CPU of dockerd + children: %s s vs %s s, of the client: %s s vs %s s)\t%s\t%s\t%s\t<= 1.05x\t%s\t%s' \
-  "${layers_loaded:-?}" "$RUNS" "$(range "${t_ic[@]}")" "$(range "${t_dk[@]}")" \
-  "$(f1 "$(median "${cpu_d_ic[@]}")")" "$(f1 "$(median "${cpu_d_dk[@]}")")" "$(f1 "$(median "${cpu_ic[@]}")")" "$(f1 "$(median "${cpu_dk[@]}")")" \
-  "$(fmt_t "$t_abs_ic")" "$(fmt_t "$t_abs_dk")" "$(ratio "$r2")" "$(yesno "$r2" '<=' 1.05)" "${NA[absent]:-${NA[absent-docker]:-}}")")
-ROWS+=("$(printf '3a\timgcache save -o FILE (%s, %s) vs skopeo copy docker:// docker-archive: (%s); median of %s\t%s\t%s\t%s\t<= 0.5x\t%s\t%s' \
-  "$(fmt_b "$SAVED_BYTES")" "${verify_note:-not verified}" "$(fmt_b "$SKOPEO_BYTES")" "$RUNS" \
-  "$(fmt_t "$t_save")" "$(fmt_t "$t_skopeo")" "$(ratio "$r3a")" "$(yesno "$r3a" '<=' 0.5)" "${NA[save]:-}")")
-ROWS+=("$(printf '3b\tsame vs cp of a file of the same size (%s), page cache warm (imgcache CPU user+sys %s s; coreutils cp uses copy_file_range)\t%s\t%s\t%s\t<= 1.2x\t%s\t%s' \
-  "$(fmt_b "$SAVED_BYTES")" "$(f1 "$(median "${cpu_sv[@]}")")" "$(fmt_t "$t_save")" "$(fmt_t "$t_cpm")" "$(ratio "$r3b")" "$(yesno "$r3b" '<=' 1.2)" "${NA[save]:-}")")
-
 TSV="$BENCH_DIR/engine-results.tsv"; MD="$BENCH_DIR/engine-results.md"
 {
   tsv_rows
-  printf '# raw\tt_present_s=%s\tt_present_docker_s=%s\tt_absent_imgcache_s=%s\tt_absent_docker_s=%s\tt_save_s=%s\tt_skopeo_s=%s\tt_cp_s=%s\tsaved_bytes=%s\tarchive_bytes=%s\tdocker_execs=%s\tsocket_connects=%s\n' \
-    "$t_pres" "$t_pres_dk" "$t_abs_ic" "$t_abs_dk" "$t_save" "$t_skopeo" "$t_cpm" "$SAVED_BYTES" "$ARCHIVE_BYTES" "$execs" "$conns"
-  printf '# raw\tabsent_imgcache_s=%s\tabsent_docker_s=%s\tsave_s=%s\tskopeo_s=%s\tcp_s=%s\tdockerd_cpu_imgcache_s=%s\tdockerd_cpu_docker_s=%s\tclient_cpu_imgcache_s=%s\tclient_cpu_docker_s=%s\tsave_cpu_s=%s\n' \
-    "${t_ic[*]}" "${t_dk[*]}" "${t_sv[*]}" "${t_sk[*]}" "${t_cp[*]}" "${cpu_d_ic[*]}" "${cpu_d_dk[*]}" "${cpu_ic[*]}" "${cpu_dk[*]}" "${cpu_sv[*]}"
+  printf '%s\n' "${RAWLINES[@]}"
+  printf '# raw\tt_save_s=%s\tt_skopeo_s=%s\tt_cp_s=%s\tsaved_bytes=%s\tarchive_bytes=%s\tsave_s=%s\tskopeo_s=%s\tcp_s=%s\tsave_cpu_s=%s\n' \
+    "$t_save" "$t_skopeo" "$t_cpm" "$SAVED_BYTES" "$ARCHIVE_BYTES" "${t_sv[*]}" "${t_sk[*]}" "${t_cp[*]}" "${cpu_sv[*]}"
 } >"$TSV"
 {
   echo "## imgcache engine bench ($(date -u +%Y-%m-%dT%H:%M:%SZ))"
   echo
   host_line
   echo "- imgcache: $(binary_desc)"
-  echo "- engine: dockerd $DOCKERD_VER, storage driver overlay2, private ($DD); CLI $("$DOCKER" --version) for the peer and the checks (and first on imgcache's PATH); $(skopeo --version); hyperfine $(hyperfine --version | cut -d' ' -f2)"
+  echo "- engines (ENGINES=\"$ENGINES\", PIGZ=\"$PIGZ\"; each started fresh in $DAEMONS/CONFIG and stopped after its rows):"
+  printf '  %s\n' "${ENG_LINES[@]}"
+  u="$(path_unpigz "$PATH_PIGZ")"
+  echo "- tools: $(skopeo --version); hyperfine $(hyperfine --version | cut -d' ' -f2); unpigz of PIGZ=yes: ${u:-none}${u:+ ($("$u" --version 2>&1 | head -1))}"
   echo "- image: $REF $V1_DIGEST (image $IMAGE_ID, $V1_LAYERS layers, $(fmt_b "$V1_BYTES") gzip); docker-archive $(fmt_b "$ARCHIVE_BYTES") (skopeo, layers uncompressed)"
-  echo "- method: page cache warm for every input; row 2 empties the engine (docker rmi, docker image prune -f, checked) and runs sync before each run, and every imgcache load must answer action loaded; row 3 deletes the outputs and runs sync before each run, nothing is fsynced. Bench time ${BENCH_S}s (setup ${SETUP_S}s); load average before / after: $LOAD0 / $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "- method: page cache warm for every input; row 2 empties the engine (classic: docker rmi, docker image prune -af; containerd store: the same, then containerd checked; containerd: ctr images rm --sync) and checks it empty, then runs sync, before each run; forced emptyings (garbage left after 30 s): $FORCED; every imgcache load must answer action loaded and leave $V1_LAYERS layers unpacked; row 3 deletes the outputs and runs sync before each run, nothing is fsynced. Bench time ${BENCH_S}s (setup ${SETUP_S}s); load average before / after: $LOAD0 / $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo
+  echo "| config | engine | unpigz | peer | 1a imgcache, image present | 1b peer, image present | 1b ratio | 2 imgcache / peer, engine empty | 2 ratio | 2 daemon CPU imgcache / peer | 2 unpigz per run imgcache / peer |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|"
+  printf '%s\n' "${SUMMARY[@]}"
   echo
   md_table '**'
 } >"$MD"
 cat "$MD"
-log "results: $MD, $TSV (raw data in $RAW)"
+log "results: $MD, $TSV (raw data in $RAWROOT)"
+if [ "$ENGINE_FAIL" = 1 ] && [ "$BAD" = 0 ] && [ "$UNMEASURED" = 0 ]; then
+  log "an engine did not start (see above): exit 3"; exit 3
+fi
 finish

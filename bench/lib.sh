@@ -206,3 +206,147 @@ binary_desc() { # "VERSION (PATH, built DATE, sha256 PREFIX)" of IMGCACHE
   local v; v="$("$IMGCACHE" --version 2>/dev/null | head -1)"
   echo "${v:-?} ($IMGCACHE, built $(date -u -r "$IMGCACHE" +%Y-%m-%dT%H:%M:%SZ 2>/dev/null), sha256 $(sha256sum "$IMGCACHE" 2>/dev/null | cut -c1-12))"
 }
+
+# ---- private engines (bench/engine.sh) ----------------------------------------------------------
+# Each engine lives in its own directory DIR, never in the test environment's: a dockerd has
+# DIR/dockerd.pid, --data-root DIR/data, DIR/docker.sock and its own containerd in DIR/containerd;
+# a containerd alone has DIR/containerd.pid, DIR/config.toml and DIR/containerd.sock. stop_daemons
+# DIR stops all of them by these PID files and unmounts what is left under DIR.
+
+# daemon_paths BASE : BASE/nopigz links every program of the system's PATH directories except pigz
+# and unpigz; BASE/pigz links only those two. Sets PATH_NOPIGZ (a daemon PATH that lacks unpigz)
+# and PATH_PIGZ (the same with unpigz first), or returns 1.
+# shellcheck disable=SC2034 # PATH_NOPIGZ and PATH_PIGZ are for bench/engine.sh
+daemon_paths() {
+  local b="$1" d u
+  rm -rf "$b" && mkdir -p "$b/nopigz" "$b/pigz" || return 1
+  for d in /usr/local/sbin /usr/local/bin /usr/sbin /usr/bin /sbin /bin; do
+    [ -d "$d" ] || continue
+    # the first directory wins, like a PATH lookup; ln fails (quietly) on names already linked
+    find -H "$d" -mindepth 1 -maxdepth 1 ! -type d ! -name pigz ! -name unpigz -print0 |
+      xargs -0 -r ln -s -t "$b/nopigz" 2>/dev/null
+  done
+  PATH_NOPIGZ="$b/nopigz"
+  PATH_PIGZ="$b/pigz:$b/nopigz"
+  u="$(path_unpigz "$PATH_NOPIGZ:/usr/sbin:/sbin")"
+  [ -z "$u" ] || { log "ERROR: $PATH_NOPIGZ still finds $u"; return 1; }
+  u="$(path_unpigz /usr/local/bin:/usr/bin:/bin)"
+  [ -n "$u" ] || return 0 # pigz is not installed: PATH_PIGZ finds no unpigz either
+  ln -s "$u" "$b/pigz/unpigz" && ln -s "$(dirname "$u")/pigz" "$b/pigz/pigz"
+}
+# path_unpigz PATHVALUE : the unpigz that PATHVALUE finds (empty if none)
+path_unpigz() {
+  local d IFS=:
+  for d in $1; do [ -x "$d/unpigz" ] && { echo "$d/unpigz"; return 0; }; done
+  return 0
+}
+# proc_path PID : the PATH in the environment of process PID
+proc_path() { tr '\0' '\n' <"/proc/$1/environ" 2>/dev/null | sed -n 's/^PATH=//p'; }
+
+# start_ctd DIR PREFIX SNAPSHOTTER DPATH : containerd PREFIX/usr/bin/containerd, all its state in
+# DIR, with PATH=PREFIX/usr/bin:DPATH (its shims from PREFIX; unpigz if DPATH has it). The config
+# is the one of scripts/testenv/newer-engines.sh: CRI, NRI and tracing off, opt dir inside DIR,
+# no TCP, and the transfer service unpacks linux/ARCH into SNAPSHOTTER (containerd 2.x's
+# 'ctr images import' goes through it). stdout: the PID.
+start_ctd() {
+  local dir="$1" pfx="$2" snap="$3" dpath="$4" bin="$2/usr/bin/containerd" ctr="$2/usr/bin/ctr"
+  local conf="$1/config.toml" sock="$1/containerd.sock" pidf="$1/containerd.pid" pid ver
+  [ "${#sock}" -le 100 ] || { log "socket path too long for a unix socket: $sock.ttrpc"; return 1; }
+  mkdir -p "$dir/root" "$dir/state" "$dir/opt" || return 1
+  if [ -s "$pidf" ] && proc_alive "$(cat "$pidf")" "$conf"; then log "containerd in $dir is already running"; return 1; fi
+  ver="$("$bin" --version | awk '{print $3}')" || return 1
+  rm -f "$sock" "$sock.ttrpc"
+  "$TESTENV/containerd-config.sh" "$bin" "$dir" "$snap" >"$conf" || return 1
+  log "starting containerd $ver ($dir, snapshotter $snap)"
+  PATH="$pfx/usr/bin:$dpath" setsid nohup "$bin" --config "$conf" >>"$dir/containerd.log" 2>&1 </dev/null &
+  pid=$!
+  echo "$pid" >"$pidf"
+  for _ in $(seq 1 150); do
+    if "$ctr" -a "$sock" version >/dev/null 2>&1; then echo "$pid"; return 0; fi
+    pid_running "$pid" || { log "containerd $dir exited:"; tail -20 "$dir/containerd.log" >&2; rm -f "$pidf"; return 1; }
+    sleep 0.1
+  done
+  log "timeout waiting for $sock"; tail -20 "$dir/containerd.log" >&2
+  return 1
+}
+
+# start_dkd DIR PREFIX STORE DRIVER DPATH : dockerd PREFIX/usr/sbin/dockerd, state in DIR, with
+# its own containerd of PREFIX in DIR/containerd (passed with --containerd: a dockerd-managed
+# containerd would create /opt/containerd). STORE classic: DRIVER is the graph driver (overlay2);
+# STORE containerd: the containerd image store ("features": {"containerd-snapshotter": true}),
+# DRIVER is the snapshotter (overlayfs). PATH=PREFIX/usr/bin:PREFIX/usr/sbin:DPATH for both. No
+# networking. Namespace bench-NAME (NAME = DIR's basename). stdout: the dockerd PID.
+start_dkd() {
+  local d="$1" pfx="$2" store="$3" drv="$4" dpath="$5" sock="$1/docker.sock" pidf="$1/dockerd.pid" ns pid feat csnap=native
+  ns="bench-$(basename "$d")"
+  [ "${#sock}" -le 100 ] || { log "socket path too long for a unix socket: $sock"; return 1; }
+  mkdir -p "$d/data" "$d/exec" || return 1
+  if [ -s "$pidf" ] && proc_alive "$(cat "$pidf")" "--data-root $d/data"; then log "dockerd in $d is already running"; return 1; fi
+  feat=false
+  [ "$store" = containerd ] && { feat=true; csnap="$drv"; }
+  start_ctd "$d/containerd" "$pfx" "$csnap" "$pfx/usr/sbin:$dpath" >/dev/null || return 1
+  printf '{\n  "storage-driver": "%s",\n  "features": {"containerd-snapshotter": %s}\n}\n' "$drv" "$feat" >"$d/daemon.json"
+  rm -f "$sock"
+  log "starting dockerd ($("$pfx/usr/sbin/dockerd" --version), $store store, driver $drv, $d)"
+  PATH="$pfx/usr/bin:$pfx/usr/sbin:$dpath" setsid nohup "$pfx/usr/sbin/dockerd" \
+    --config-file "$d/daemon.json" -H "unix://$sock" \
+    --data-root "$d/data" --exec-root "$d/exec" --pidfile "$pidf" \
+    --containerd "$d/containerd/containerd.sock" \
+    --containerd-namespace "$ns" --containerd-plugins-namespace "$ns-plugins" \
+    --iptables=false --ip6tables=false --ip-forward=false --ip-masq=false --bridge=none \
+    --userland-proxy=false >>"$d/dockerd.log" 2>&1 </dev/null &
+  pid=$!
+  for _ in $(seq 1 300); do
+    if curl -sf --max-time 2 --unix-socket "$sock" http://localhost/_ping >/dev/null 2>&1; then
+      echo "$pid" >"$pidf"; echo "$pid"; return 0
+    fi
+    pid_running "$pid" || { log "dockerd $d exited:"; tail -20 "$d/dockerd.log" >&2; return 1; }
+    sleep 0.1
+  done
+  echo "$pid" >"$pidf"
+  log "timeout waiting for $sock"; tail -20 "$d/dockerd.log" >&2
+  return 1
+}
+
+# mounts_under DIR : the mount points under DIR/, deepest first (mountinfo field 5, unescaped)
+mounts_under() {
+  local m
+  awk -v b="$1/" 'index($5, b) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
+    while read -r m; do printf '%b\n' "$m"; done
+}
+# stop_daemons DIR [KEEP] : stop DIR's dockerd (cleanly, so it unmounts its data root), then the
+# containerds (DIR/containerd, DIR), by their PID files; unmount whatever is still mounted under
+# DIR; remove DIR unless KEEP is 1. Returns 1 if a mount is left.
+stop_daemons() {
+  local d="$1" c m
+  [ -d "$d" ] || return 0
+  [ -e "$d/dockerd.pid" ] && { "$TESTENV/stop-pidfile.sh" "$d/dockerd.pid" 30 "--data-root $d/data" || true; }
+  for c in "$d/containerd" "$d"; do
+    [ -e "$c/containerd.pid" ] && { "$TESTENV/stop-pidfile.sh" "$c/containerd.pid" 20 "$c/config.toml" || true; }
+  done
+  while read -r m; do
+    [ -n "$m" ] || continue
+    log "umount leftover $m"; umount "$m" 2>/dev/null || umount -l "$m" || true
+  done < <(mounts_under "$d")
+  if [ -n "$(mounts_under "$d")" ]; then log "ERROR: still mounted under $d: $(mounts_under "$d" | tr '\n' ' ')"; return 1; fi
+  [ "${2:-0}" = 1 ] || rm -rf "$d"
+}
+# daemon_cpu PID... : CPU seconds used so far by these processes and their waited-for children
+# (unpigz, ...): utime + stime + cutime + cstime of /proc/PID/stat
+daemon_cpu() {
+  local p clk; clk="$(getconf CLK_TCK)"
+  for p in "$@"; do cat "/proc/$p/stat" 2>/dev/null; done |
+    awk -v c="$clk" '{ s += $14 + $15 + $16 + $17 } END { printf "%.2f", s / c }'
+}
+# watch_children OUT NAME PID... : in the background, every 0.3 s, append "PID PPID ARGS" of each
+# process NAME whose parent is one of PIDs to OUT; sets WATCH_PID (stop it with unwatch)
+watch_children() {
+  local out="$1" name="$2" pids; shift 2
+  pids="$(IFS=,; echo "$*")"
+  : >"$out"
+  (while :; do ps -o pid=,ppid=,args= --ppid "$pids" 2>/dev/null | awk -v n="$name" '$3 ~ ("(^|/)" n "$")'; sleep 0.3; done >>"$out") &
+  WATCH_PID=$!
+}
+unwatch() { [ -n "${WATCH_PID:-}" ] && { kill "$WATCH_PID" 2>/dev/null; wait "$WATCH_PID" 2>/dev/null; WATCH_PID=""; }; return 0; }
+# seen_pids FILE : how many distinct processes a watch_children file names
+seen_pids() { awk '{ print $1 }' "$1" 2>/dev/null | sort -u | awk 'END { print NR }'; }

@@ -131,8 +131,7 @@ overlay_usable() {
 # (root, state, opt, sockets, config.toml, containerd.pid, containerd.log). stdout: the PID.
 start_containerd() {
   local dir="$1" pfx="$2" snap="$3" bin="$2/usr/bin/containerd" ctr="$2/usr/bin/ctr"
-  local conf="$1/config.toml" sock="$1/containerd.sock" pidf="$1/containerd.pid" pid ver major
-  local cfgver disabled
+  local conf="$1/config.toml" sock="$1/containerd.sock" pidf="$1/containerd.pid" pid ver
   sock_ok "$sock.ttrpc" || return 1
   mkdir -p "$dir/root" "$dir/state" "$dir/opt"
   if [ -s "$pidf" ]; then
@@ -147,47 +146,8 @@ start_containerd() {
     rm -f "$pidf"
   fi
   ver="$("$bin" --version | awk '{print $3}')" || return 1
-  major="${ver#v}"
-  major="${major%%.*}"
-  disabled='"io.containerd.grpc.v1.cri", "io.containerd.nri.v1.nri", "io.containerd.internal.v1.tracing", "io.containerd.tracing.processor.v1.otlp", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"'
-  if [ "$major" -ge 2 ]; then
-    cfgver=3 # 2.x: CRI is split in three plugins; NRI is on by default (/var/run/nri/nri.sock)
-    disabled="$disabled"', "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime", "io.containerd.podsandbox.controller.v1.podsandbox", "io.containerd.grpc.v1.sandbox-controllers", "io.containerd.snapshotter.v1.erofs", "io.containerd.differ.v1.erofs", "io.containerd.snapshotter.v1.blockfile"'
-  else
-    cfgver=2
-  fi
   rm -f "$sock" "$sock.ttrpc"
-  cat >"$conf" <<TOML
-# written by scripts/testenv/newer-engines.sh for containerd $ver
-version = $cfgver
-root = "$dir/root"
-state = "$dir/state"
-disabled_plugins = [$disabled]
-
-[grpc]
-  address = "$sock"
-  tcp_address = ""
-
-[ttrpc]
-  address = "$sock.ttrpc"
-
-[debug]
-  address = ""
-  level = "info"
-
-[metrics]
-  address = ""
-
-[plugins]
-  [plugins."io.containerd.internal.v1.opt"]
-    path = "$dir/opt"
-  [plugins."io.containerd.image-verifier.v1.bindir"]
-    bin_dir = "$dir/opt/image-verifier/bin"
-  [plugins."io.containerd.transfer.v1.local"]
-    [[plugins."io.containerd.transfer.v1.local".unpack_config]]
-      platform = "linux/$(dpkg --print-architecture)"
-      snapshotter = "$snap"
-TOML
+  "$HERE/containerd-config.sh" "$bin" "$dir" "$snap" >"$conf" || return 1
   log "starting containerd $ver ($dir, snapshotter $snap)"
   # the suite's shims first on PATH (containerd looks them up there); runc stays Debian 12's
   PATH="$pfx/usr/bin:$pfx/usr/sbin:$PATH" setsid nohup "$bin" --config "$conf" \
