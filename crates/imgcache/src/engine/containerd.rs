@@ -8,9 +8,10 @@
 //! archive keeps `busybox:v1` as it is; `docker.io/library/busybox:v1` is the same name).
 
 use std::collections::HashMap;
+use std::fmt;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::Deserialize;
 
@@ -36,6 +37,26 @@ pub struct Containerd {
     snapshotter: Option<String>,
     /// The major version of `ctr` (asked once, only for an import into a chosen snapshotter).
     ctr_major: OnceLock<Option<u32>>,
+    content_memo: ContentMemo,
+}
+
+/// Manifests and indexes read from the content store, by digest. Content is addressed by its
+/// digest, so a copy that hashes to it is never stale; a load asks for the same ones several
+/// times (is the image there, does the tag name it, does it keep the digest), each a `ctr` run.
+/// (Image records are not remembered: they change under the adapter.)
+#[derive(Clone, Default)]
+struct ContentMemo(Arc<Mutex<HashMap<Digest, Vec<u8>>>>);
+
+impl ContentMemo {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, Vec<u8>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl fmt::Debug for ContentMemo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ContentMemo")
+    }
 }
 
 /// One image record: a name and the digest it points at.
@@ -69,6 +90,7 @@ impl Containerd {
             namespace,
             snapshotter: None,
             ctr_major: OnceLock::new(),
+            content_memo: ContentMemo::default(),
         }
     }
 
@@ -121,11 +143,20 @@ impl Containerd {
 
     /// `ctr content get DIGEST`: `None` when the content store lacks it.
     fn content(&self, digest: &Digest) -> Result<Option<Vec<u8>>, Error> {
+        if let Some(bytes) = self.content_memo.lock().get(digest) {
+            return Ok(Some(bytes.clone()));
+        }
         let d = digest.to_string();
         let out = self
             .tool()
             .query_found(&["content", "get", d.as_str()], &["not found"])?;
-        Ok(out.map(|o| o.stdout))
+        let bytes = out.map(|o| o.stdout);
+        if let Some(b) = &bytes
+            && Digest::of_bytes(b) == *digest
+        {
+            self.content_memo.lock().insert(*digest, b.clone());
+        }
+        Ok(bytes)
     }
 
     /// Whether the namespace's content store holds `digest` at all (one cheap call).
