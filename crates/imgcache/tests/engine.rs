@@ -19,7 +19,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use imgcache::engine::{Containerd, Crio, Docker, Engine, EngineKind, Podman};
 use imgcache::{Digest, Error, ImageId};
 use serde_json::{Value, json};
-use support::{set_mode, var};
+use support::{engine_message, set_mode, text_file, var};
 
 /// The busybox:v1 test image (`skopeo-docker-archive.tar`), amd64.
 const BUSYBOX_ID: &str = "sha256:3f22b83bc3fbbd5fb965afd0dc18b64fb9adc4d430119e33b425ab2ce15875d9";
@@ -72,20 +72,6 @@ fn last_char_differs(image: &ImageId) -> ImageId {
 fn load_file(engine: &dyn Engine, path: &Path) -> Result<(), Error> {
     let mut f = File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     engine.load(&mut f)
-}
-
-/// A file no engine takes for an image archive.
-fn text_file(dir: &Path) -> PathBuf {
-    let p = dir.join("not-an-image.tar");
-    std::fs::write(&p, "this is a text file, not a tarball\n").unwrap();
-    p
-}
-
-fn engine_message(r: Result<(), Error>) -> String {
-    match r {
-        Err(Error::Engine { message, .. }) => message,
-        other => panic!("expected Error::Engine, got {other:?}"),
-    }
 }
 
 fn assert_unavailable<T: std::fmt::Debug>(r: Result<T, Error>, path: &Path, hint: &str) {

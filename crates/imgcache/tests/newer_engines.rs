@@ -27,7 +27,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use imgcache::engine::{Containerd, Docker, Engine, EngineImage, EngineKind};
 use imgcache::{Digest, Error, ImageId};
 use serde_json::{Value, json};
-use support::var;
+use support::{engine_message, text_file, var};
 
 /// The label that makes each image here new.
 const LABEL: &str = "org.imgcache.newer-engines-test";
@@ -138,20 +138,6 @@ fn load_streamed(engine: &dyn Engine, path: &Path) -> Result<(), Error> {
                 .map_err(|e| io_error("<engine>", e))?;
         }
     })
-}
-
-/// A file no engine takes for an image archive.
-fn text_file(dir: &Path) -> PathBuf {
-    let p = dir.join("not-an-image.tar");
-    std::fs::write(&p, "this is a text file, not a tarball\n").unwrap();
-    p
-}
-
-fn engine_message(r: Result<(), Error>) -> String {
-    match r {
-        Err(Error::Engine { message, .. }) => message,
-        other => panic!("expected Error::Engine, got {other:?}"),
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

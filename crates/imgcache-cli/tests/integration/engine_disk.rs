@@ -36,11 +36,7 @@ impl SmallDockerd {
     }
 
     fn docker(&self, args: &[&str]) -> Run {
-        let cli = env()
-            .vars
-            .get("TEST_DOCKER_CLI")
-            .map_or("/usr/bin/docker", String::as_str);
-        output_of(Command::new(cli).env("DOCKER_HOST", self.host()).args(args))
+        docker_at(&self.host(), args)
     }
 }
 

@@ -2,18 +2,7 @@
 //! engine lacks: seen from outside, by a relay in front of dockerd's socket that counts the
 //! bytes the engine was given.
 
-use std::process::Command;
-
 use crate::support::*;
-
-/// The docker CLI against `host`.
-fn docker_at(host: &str, args: &[&str]) -> Run {
-    let cli = env()
-        .vars
-        .get("TEST_DOCKER_CLI")
-        .map_or("/usr/bin/docker", String::as_str);
-    output_of(Command::new(cli).env("DOCKER_HOST", host).args(args))
-}
 
 /// Removes the named images from the dockerd at `.0` when dropped.
 struct Loaded(String, Vec<String>);

@@ -41,3 +41,18 @@ pub fn set_mode(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
+
+/// A file no engine takes for an image archive.
+pub fn text_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let p = dir.join("not-an-image.tar");
+    std::fs::write(&p, "this is a text file, not a tarball\n").unwrap();
+    p
+}
+
+/// The message of an [`Error::Engine`]; any other result fails the test.
+pub fn engine_message(r: Result<(), imgcache::Error>) -> String {
+    match r {
+        Err(imgcache::Error::Engine { message, .. }) => message,
+        other => panic!("expected Error::Engine, got {other:?}"),
+    }
+}

@@ -15,15 +15,16 @@ pub fn testenv_script(name: &str) -> PathBuf {
 
 /// The CLI of the shared test dockerd (`TEST_DOCKER_CLI`, `/usr/bin/docker` by default).
 pub fn docker(args: &[&str]) -> Run {
-    let v = &env().vars;
-    let cli = v
+    docker_at(&env().vars["DOCKER_HOST"], args)
+}
+
+/// The same CLI against the dockerd at `host` (`unix://...`).
+pub fn docker_at(host: &str, args: &[&str]) -> Run {
+    let cli = env()
+        .vars
         .get("TEST_DOCKER_CLI")
         .map_or("/usr/bin/docker", String::as_str);
-    output_of(
-        Command::new(cli)
-            .env("DOCKER_HOST", &v["DOCKER_HOST"])
-            .args(args),
-    )
+    output_of(Command::new(cli).env("DOCKER_HOST", host).args(args))
 }
 
 /// podman on a private store under `base` (vfs, no events, cgroupfs): its own root, runroot
