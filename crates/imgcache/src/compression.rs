@@ -32,6 +32,33 @@ impl Compression {
         }
     }
 
+    /// The decompressed size a stream of `len` bytes declares of itself, read with at most two
+    /// small reads: gzip's trailer (ISIZE: the last member's size modulo 4 GiB) or a zstd
+    /// frame's content size (the first frame's, when the encoder wrote it); an uncompressed
+    /// stream is its own size. A hint only, for a tar header that must precede the data:
+    /// whoever streams the decompressed bytes checks that they come to exactly this.
+    pub fn declared_size(self, file: &std::fs::File, len: u64) -> io::Result<Option<u64>> {
+        use std::os::unix::fs::FileExt;
+        Ok(match self {
+            Self::None => Some(len),
+            Self::Gzip if len >= 18 => {
+                let mut isize = [0u8; 4];
+                file.read_exact_at(&mut isize, len - 4)?;
+                Some(u64::from(u32::from_le_bytes(isize)))
+            }
+            Self::Zstd => {
+                // A frame header is at most 18 bytes.
+                let mut head = [0u8; 18];
+                let n = usize::try_from(len.min(18)).unwrap_or(18);
+                file.read_exact_at(&mut head[..n], 0)?;
+                zstd::zstd_safe::get_frame_content_size(&head[..n])
+                    .ok()
+                    .flatten()
+            }
+            _ => None,
+        })
+    }
+
     /// Wraps `reader` in the matching decoder. Multi-member gzip is read to its end.
     pub fn decoder<'a>(self, reader: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
         const BUF: usize = 256 * 1024;
@@ -81,5 +108,39 @@ mod tests {
         let z = zstd::encode_all(&b"abc"[..], 3).unwrap();
         assert_eq!(Compression::detect(&z), Compression::Zstd);
         assert_eq!(Compression::detect(b"plain tar"), Compression::None);
+    }
+
+    #[test]
+    fn declared_sizes_of_gzip_zstd_and_plain_streams() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = vec![7u8; 100_000];
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&data).unwrap();
+        let cases = [
+            (Compression::Gzip, gz.finish().unwrap(), Some(100_000)),
+            (
+                Compression::Zstd,
+                zstd::bulk::compress(&data, 3).unwrap(),
+                Some(100_000),
+            ),
+            // Streamed without a pledged size: no content size in the frame.
+            (
+                Compression::Zstd,
+                zstd::encode_all(&data[..], 3).unwrap(),
+                None,
+            ),
+            (Compression::None, data.clone(), Some(100_000)),
+            (Compression::Gzip, vec![0x1f, 0x8b, 8], None),
+        ];
+        for (c, bytes, want) in cases {
+            let path = dir.path().join("blob");
+            std::fs::write(&path, &bytes).unwrap();
+            let f = std::fs::File::open(&path).unwrap();
+            assert_eq!(
+                c.declared_size(&f, bytes.len() as u64).unwrap(),
+                want,
+                "{c:?}"
+            );
+        }
     }
 }

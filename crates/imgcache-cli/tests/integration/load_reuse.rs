@@ -1,6 +1,7 @@
-//! `load` of a new version into an engine that holds the previous one sends only the layers the
-//! engine lacks: seen from outside, by a relay in front of dockerd's socket that counts the
-//! bytes the engine was given.
+//! What goes to Docker's classic store, seen from outside by a relay in front of dockerd's
+//! socket that counts the bytes the engine was given: `load` of a new version into an engine
+//! that holds the previous one sends only the layers the engine lacks, and layers go
+//! decompressed (the store keeps them so), except those whose blob misdeclares its size.
 
 use crate::support::*;
 
@@ -89,5 +90,92 @@ fn sends_only_the_layers_the_engine_lacks(docker_host: &str) {
     let layers: Vec<String> =
         serde_json::from_str(layers.ok("inspect layers").stdout.trim()).unwrap();
     assert_eq!(layers, v2.diff_ids);
+    c.assert_fsck_deep_spotless();
+}
+
+/// A gzip layer of `size` zeros (a few KiB compressed) in a tar of a file named `name`, and the
+/// same tar compressed as two gzip members, whose trailer declares only the second's size.
+fn zeros_layer(name: &str, size: usize) -> (Layer, Layer) {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_size(size as u64);
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    b.append_data(&mut h, name, &vec![0u8; size][..]).unwrap();
+    let tar = b.into_inner().unwrap();
+    let one = gzip(&tar);
+    let two = [gzip(&tar[..tar.len() / 2]), gzip(&tar[tar.len() / 2..])].concat();
+    let layer = |blob: Vec<u8>| Layer {
+        digest: digest_of(&blob),
+        diff_id: digest_of(&tar),
+        blob,
+    };
+    (layer(one), layer(two))
+}
+
+#[test]
+fn docker_classic_store_gets_layers_decompressed_and_a_misdeclared_size_as_stored() {
+    let host = &env().vars["DOCKER_HOST"];
+    let c = Sandbox::new();
+    let name = unique_name("inflate");
+    let (plain, two_members) = zeros_layer(&name, 8 << 20);
+    assert!(plain.blob.len() < 1 << 20 && two_members.blob.len() < 1 << 20);
+    let inflated = push_image(&format!("{name}-a"), std::slice::from_ref(&plain));
+    // The same diff_id again would be reused from the first image: another file name.
+    let (_, misdeclared) = zeros_layer(&format!("{name}-b"), 8 << 20);
+    let misdeclared = push_image(&format!("{name}-b"), &[misdeclared]);
+    let _cleanup = Loaded(
+        host.clone(),
+        vec![inflated.reference.clone(), misdeclared.reference.clone()],
+    );
+    let socket = host.strip_prefix("unix://").unwrap();
+    let relay = UnixRelay::start(&c.path("docker.sock"), std::path::Path::new(socket));
+    let load = |img: &Image| {
+        c.pull(&img.reference);
+        let before = relay.bytes_sent();
+        let run = c
+            .run_with_env(
+                &[
+                    ("DOCKER_HOST", relay.url().as_str()),
+                    ("IMGCACHE_LOG", "warn"),
+                ],
+                &["--json", "load", &img.reference, "--engine", "docker"],
+            )
+            .ok("imgcache load");
+        let doc = run.json();
+        assert_eq!(doc["action"], "loaded", "{doc:#}");
+        assert_eq!(doc["image_id"], img.config_digest.as_str(), "{doc:#}");
+        let id = docker_at(
+            host,
+            &["image", "inspect", "--format", "{{.Id}}", &img.reference],
+        );
+        assert_eq!(
+            id.ok("docker image inspect").stdout.trim(),
+            img.config_digest
+        );
+        (relay.bytes_sent() - before, run.stderr)
+    };
+
+    // 8 MiB of zeros went as 8 MiB, not as the few KiB stored; nothing was retried.
+    let (sent, stderr) = load(&inflated);
+    assert!(
+        (8 << 20..9 << 20).contains(&sent),
+        "{sent} bytes went for a layer of 8 MiB decompressed ({} stored)",
+        plain.blob.len()
+    );
+    assert!(!stderr.contains("as stored"), "{stderr}");
+
+    // Two gzip members: the trailer declares half the size, so the decompressed attempt fails
+    // before the engine sees the end of the archive; the retry sends the layer as stored.
+    let (sent, stderr) = load(&misdeclared);
+    assert!(
+        stderr.contains("again with every layer as stored") && stderr.contains("declares"),
+        "{stderr}"
+    );
+    assert!(
+        sent > 3 << 20,
+        "{sent}: the first attempt went decompressed, up to the declared 4 MiB"
+    );
     c.assert_fsck_deep_spotless();
 }

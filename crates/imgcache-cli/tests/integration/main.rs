@@ -8,6 +8,7 @@ mod support;
 
 mod archives;
 mod cache;
+mod containerd_versions;
 mod damage;
 mod dialects;
 mod digests;

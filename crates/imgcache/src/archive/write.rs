@@ -1,14 +1,17 @@
 //! Writing loadable image archives from stored blobs: byte for byte (no recompression),
 //! deterministic (the same image gives identical bytes), streamed (no temporary copy).
 
-use std::io::{self, Read, Write};
+use std::fs::File;
+use std::io::{self, BufReader, Read, Write};
+use std::os::unix::fs::FileExt;
 
 use serde::Serialize;
 use serde_json::json;
 
-use crate::digest::{DiffId, Digest, HashingReader};
+use crate::compression::Compression;
+use crate::digest::{DiffId, Digest, hash_reader};
 use crate::error::Error;
-use crate::index::ImageRecord;
+use crate::index::{ImageRecord, LayerRecord};
 use crate::reference::Reference;
 use crate::store::Store;
 
@@ -51,6 +54,51 @@ pub struct SaveImage<'a> {
     /// looks a layer up by its chain ID before it opens the layer's file): the combined
     /// format names them in `manifest.json` but writes none of their bytes. 0 for a file.
     pub layers_in_engine: usize,
+    /// Layers decompressed on the way, for an engine that keeps them so and would otherwise
+    /// decompress them itself, one after another (Docker's classic store): each is written
+    /// under its diff_id, where `manifest.json` names it, which is all that engine reads. Only
+    /// layers whose diff_id is known and whose blob declares its decompressed size (a tar
+    /// header precedes the data); the others go as stored. false for a file: the OCI manifests
+    /// in such an archive name blobs it does not hold.
+    pub inflate_layers: bool,
+}
+
+/// How one layer goes into an archive.
+struct LayerPlan {
+    name: String,
+    /// Decompressed on the way: the blob's compression and its declared decompressed size.
+    inflate: Option<(Compression, u64)>,
+}
+
+impl LayerPlan {
+    fn new(store: &Store, layer: &LayerRecord, inflate: bool) -> Result<Self, Error> {
+        let as_stored = Self {
+            name: blob_name(&layer.digest.0),
+            inflate: None,
+        };
+        let Some(diff_id) = layer.diff_id.filter(|_| inflate) else {
+            return Ok(as_stored);
+        };
+        let path = store.blob_path(&layer.digest.0);
+        let file = store.open_blob(&layer.digest.0)?;
+        let read_err = |e| crate::store::io_error(&path, e);
+        let len = file.metadata().map_err(read_err)?.len();
+        let mut magic = [0u8; 6];
+        let n = file.read_at(&mut magic, 0).map_err(read_err)?;
+        let compression = Compression::detect(&magic[..n]);
+        if compression == Compression::None {
+            return Ok(as_stored);
+        }
+        Ok(
+            match compression.declared_size(&file, len).map_err(read_err)? {
+                Some(size) => Self {
+                    name: blob_name(&diff_id.0),
+                    inflate: Some((compression, size)),
+                },
+                None => as_stored,
+            },
+        )
+    }
 }
 
 /// The stored index a reference was pulled by.
@@ -110,26 +158,30 @@ impl<W: Write> Writer<'_, W> {
         let file = self.store.open_blob(digest)?;
         let size = file.metadata().map_err(|e| Error::io(&path, e))?.len();
         let mut h = header(size, 0o444, false);
-        // Hashed while copied: a blob damaged on disk must not leave as a valid-looking archive.
-        // Written by hand rather than with `append_data`, whose 8 KiB copy buffer makes a
-        // 600 MB save cost 75,000 reads: the header, then 1 MiB chunks, then the padding.
-        let mut hashing = HashingReader::new(file);
-        let read_err = |e: io::Error| crate::store::io_error(&path, e);
         h.set_path(name).map_err(output_err)?;
         h.set_cksum();
         let out = self.tar.get_mut();
         out.write_all(h.as_bytes()).map_err(output_err)?;
-        let mut buf = vec![0u8; 1 << 20];
-        let mut copied = 0u64;
-        loop {
-            let n = hashing.read(&mut buf).map_err(read_err)?;
-            if n == 0 {
-                break;
-            }
-            out.write_all(&buf[..n]).map_err(output_err)?;
-            copied += n as u64;
-        }
-        if copied != size {
+        // Hashed while copied, on another core: a blob damaged on disk must not leave as a
+        // valid-looking archive. The hasher reads the file itself: blobs are read-only and
+        // content-addressed, so both reads see the same bytes.
+        let (copied, hashed) = std::thread::scope(|s| {
+            let hasher = s.spawn(|| hash_file(&file));
+            // Written by hand rather than with `append_data` (an 8 KiB buffer). `io::copy`
+            // moves the bytes in the kernel (copy_file_range) when `W` is a `File` or a
+            // `BufWriter<File>`, which it flushes first; to anything else (a pipe, a socket, a
+            // Vec, a `dyn Write`) it copies 1 MiB at a time through the BufReader's buffer.
+            let mut blob = BufReader::with_capacity(1 << 20, (&file).take(size));
+            let copied = io::copy(&mut blob, out);
+            (copied, hasher.join())
+        });
+        let read_err = |e: io::Error| crate::store::io_error(&path, e);
+        // A read error reaches the hasher too: only then is the blob to blame, else the output.
+        let (found, hashed) = hashed
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+            .map_err(read_err)?;
+        let copied = copied.map_err(output_err)?;
+        if copied != size || hashed != size {
             return Err(read_err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "the blob changed size while being saved",
@@ -138,19 +190,188 @@ impl<W: Write> Writer<'_, W> {
         let pad = (512 - size % 512) % 512;
         out.write_all(&[0u8; 512][..pad as usize])
             .map_err(output_err)?;
-        let (found, _) = hashing.finish();
-        if found != *digest {
-            return Err(Error::DigestMismatch {
-                what: format!(
-                    "stored blob {} (run `imgcache fsck --deep --repair`, then pull again)",
-                    path.display()
-                ),
-                expected: digest.to_string(),
-                found: found.to_string(),
-            });
-        }
-        Ok(())
+        check_blob(&found, digest, &path)
     }
+
+    /// Writes an image's layers from the `skip`th on, each as its plan says. Layers that go
+    /// decompressed are decompressed on other threads, the next one while this one is written
+    /// (the engine reads faster than one core decompresses), in 1 MiB chunks, at most
+    /// [`AHEAD`] of them waiting per layer: memory stays bounded.
+    fn layers(
+        &mut self,
+        layers: &[LayerRecord],
+        plans: &[LayerPlan],
+        skip: usize,
+    ) -> Result<(), Error> {
+        // The layers to decompress, in order, each once.
+        let jobs: Vec<(usize, Compression)> = (skip..layers.len())
+            .filter(|&i| !self.written.contains(&plans[i].name))
+            .filter(|&i| !plans[skip..i].iter().any(|p| p.name == plans[i].name))
+            .filter_map(|i| plans[i].inflate.map(|(c, _)| (i, c)))
+            .collect();
+        std::thread::scope(|s| {
+            let mut started = std::collections::VecDeque::new();
+            let mut next = 0;
+            for i in skip..layers.len() {
+                let (plan, digest) = (&plans[i], &layers[i].digest.0);
+                let Some((_, size)) = plan.inflate else {
+                    self.blob(&plan.name, digest)?;
+                    continue;
+                };
+                let Some(k) = jobs.iter().position(|&(j, _)| j == i) else {
+                    continue; // written already
+                };
+                // This layer's decompression, and the next one's, are under way.
+                while next < jobs.len() && next <= k + 1 {
+                    let (j, c) = jobs[next];
+                    started.push_back(Inflating::start(s, self.store, &layers[j].digest.0, c)?);
+                    next += 1;
+                }
+                let inflating = started.pop_front().expect("started in order");
+                self.inflated(&plan.name, digest, size, inflating)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Writes a layer being decompressed as `size` bytes (what its blob declares). Fails when
+    /// the data comes to another size than declared (gzip's trailer holds the size modulo 4 GiB
+    /// of the last member only): the caller sends the layer as stored instead. The blob is not
+    /// hashed here (that costs the engine's share of two cores): gzip's CRC (and zstd's checksum,
+    /// when the frame has one) are checked by the decoder, and the engine checks the layer's
+    /// diff_id; a blob damaged on disk fails one of them, and the load sent again as stored
+    /// hashes it and names it.
+    fn inflated(
+        &mut self,
+        name: &str,
+        digest: &Digest,
+        size: u64,
+        inflating: Inflating<'_>,
+    ) -> Result<(), Error> {
+        self.written.insert(name.to_owned());
+        let path = self.store.blob_path(digest);
+        let read_err = |e: io::Error| crate::store::io_error(&path, e);
+        let mut h = header(size, 0o444, false);
+        h.set_path(name).map_err(output_err)?;
+        h.set_cksum();
+        let out = self.tar.get_mut();
+        out.write_all(h.as_bytes()).map_err(output_err)?;
+        let mut written = 0u64;
+        for chunk in &inflating.chunks {
+            let n = chunk
+                .len()
+                .min(usize::try_from(size - written).unwrap_or(usize::MAX));
+            out.write_all(&chunk[..n]).map_err(output_err)?;
+            written += n as u64;
+            let _ = inflating.spare.try_send(chunk);
+        }
+        let decoded = inflating
+            .done
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+            .map_err(read_err)?;
+        if decoded != size {
+            return Err(read_err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("decompresses to {decoded} bytes, not the {size} it declares"),
+            )));
+        }
+        let pad = (512 - size % 512) % 512;
+        out.write_all(&[0u8; 512][..pad as usize])
+            .map_err(output_err)
+    }
+}
+
+/// Chunks of decompressed data waiting per layer (of 1 MiB each): 32 MiB each for the layer
+/// being written and the next one. More buys little: on two cores the engine needs one.
+const AHEAD: usize = 32;
+const CHUNK: usize = 1 << 20;
+
+/// A stored layer being decompressed on a thread of its own.
+struct Inflating<'scope> {
+    chunks: std::sync::mpsc::Receiver<Vec<u8>>,
+    /// Written chunks go back, so that the decoder need not allocate (and zero) new ones.
+    spare: std::sync::mpsc::SyncSender<Vec<u8>>,
+    /// How many bytes it decompressed to.
+    done: std::thread::ScopedJoinHandle<'scope, io::Result<u64>>,
+}
+
+impl<'scope> Inflating<'scope> {
+    fn start<'env>(
+        s: &'scope std::thread::Scope<'scope, 'env>,
+        store: &Store,
+        digest: &Digest,
+        compression: Compression,
+    ) -> Result<Self, Error> {
+        let file = store.open_blob(digest)?;
+        let (tx, chunks) = std::sync::mpsc::sync_channel(AHEAD);
+        let (spare, spares) = std::sync::mpsc::sync_channel::<Vec<u8>>(AHEAD);
+        let done = s.spawn(move || -> io::Result<u64> {
+            let mut d = compression.decoder(file)?;
+            let mut decoded = 0u64;
+            loop {
+                let mut chunk = spares.try_recv().unwrap_or_default();
+                chunk.resize(CHUNK, 0);
+                let n = read_full(&mut d, &mut chunk)?;
+                if n == 0 {
+                    return Ok(decoded);
+                }
+                decoded += n as u64;
+                chunk.truncate(n);
+                if tx.send(chunk).is_err() {
+                    return Ok(decoded); // the writer stopped
+                }
+            }
+        });
+        Ok(Self {
+            chunks,
+            spare,
+            done,
+        })
+    }
+}
+
+/// Reads until `buf` is full or the input ends; how much was read.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// A stored blob whose bytes hashed to `found` must be `digest`.
+fn check_blob(found: &Digest, digest: &Digest, path: &std::path::Path) -> Result<(), Error> {
+    if found == digest {
+        return Ok(());
+    }
+    Err(Error::DigestMismatch {
+        what: format!(
+            "stored blob {} (run `imgcache fsck --deep --repair`, then pull again)",
+            path.display()
+        ),
+        expected: digest.to_string(),
+        found: found.to_string(),
+    })
+}
+
+/// The sha256 and length of `file`, by positioned reads, which leave the file offset (the
+/// copy's) alone; large ones, as few syscalls as possible.
+fn hash_file(file: &File) -> io::Result<(Digest, u64)> {
+    struct At<'a>(&'a File, u64);
+    impl Read for At<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.0.read_at(buf, self.1)?;
+            self.1 += n as u64;
+            Ok(n)
+        }
+    }
+    hash_reader(At(file, 0), &mut vec![0u8; 4 << 20])
 }
 
 /// Where write errors say they happened; the caller knows the real name (a file, stdout, an
@@ -194,9 +415,11 @@ pub fn write_archive(
             for img in images {
                 let r = img.record;
                 w.blob(&blob_name(&r.image_id.0), &r.image_id.0)?;
-                for l in r.layers.iter().skip(img.layers_in_engine) {
-                    w.blob(&blob_name(&l.digest.0), &l.digest.0)?;
-                }
+                let inflate = img.inflate_layers && format == SaveFormat::Combined;
+                let plans = (r.layers.iter())
+                    .map(|l| LayerPlan::new(store, l, inflate))
+                    .collect::<Result<Vec<_>, _>>()?;
+                w.layers(&r.layers, &plans, img.layers_in_engine)?;
                 w.blob(&blob_name(&r.manifest_digest.0), &r.manifest_digest.0)?;
                 // The top level is what the reference was pulled by: the index when there was
                 // one (engines that keep digests record this one), else the manifest.
@@ -230,7 +453,7 @@ pub fn write_archive(
                 legacy.push(json!({
                     "Config": blob_name(&r.image_id.0),
                     "RepoTags": img.reference.and_then(repo_tag).into_iter().collect::<Vec<_>>(),
-                    "Layers": r.layers.iter().map(|l| blob_name(&l.digest.0)).collect::<Vec<_>>(),
+                    "Layers": plans.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
                 }));
             }
             let index = json!({
@@ -396,6 +619,7 @@ mod tests {
                 reference: Some(&reference),
                 index: Some(ix.clone()),
                 layers_in_engine: 0,
+                inflate_layers: false,
             };
             let bytes = save(&store, img(), format);
             assert!(bytes == save(&store, img(), format), "not deterministic");
@@ -441,6 +665,7 @@ mod tests {
                 reference: Some(&reference),
                 index: None,
                 layers_in_engine: 0,
+                inflate_layers: false,
             },
             SaveFormat::Oci,
         );
@@ -459,22 +684,110 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), Duration::from_secs(5)).unwrap();
         let (record, ix) = fixture(&store);
-        let path = store.blob_path(&ix.digest);
-        let mut perm = std::fs::metadata(&path).unwrap().permissions();
-        #[allow(clippy::permissions_set_readonly_false)]
-        perm.set_readonly(false);
-        std::fs::set_permissions(&path, perm).unwrap();
-        let mut data = std::fs::read(&path).unwrap();
-        data[10] ^= 1;
-        std::fs::write(&path, data).unwrap();
+        damage(&store.blob_path(&ix.digest), 10);
         let img = SaveImage {
             record: &record,
             reference: None,
             index: Some(ix),
             layers_in_engine: 0,
+            inflate_layers: false,
         };
         let mut out = Vec::new();
         let e = write_archive(&store, &[img], SaveFormat::Combined, &mut out).unwrap_err();
         assert!(matches!(e, Error::DigestMismatch { .. }), "{e}");
+    }
+
+    /// Flips one bit of the stored (read-only) file at `path`, keeping its size.
+    fn damage(path: &std::path::Path, at: usize) {
+        let mut perm = std::fs::metadata(path).unwrap().permissions();
+        #[allow(clippy::permissions_set_readonly_false)]
+        perm.set_readonly(false);
+        std::fs::set_permissions(path, perm).unwrap();
+        let mut data = std::fs::read(path).unwrap();
+        data[at] ^= 1;
+        std::fs::write(path, data).unwrap();
+    }
+
+    /// Saves to a file as the CLI does (a `BufWriter` of it, where the blobs are copied in the
+    /// kernel); its bytes.
+    fn save_to_file(
+        store: &Store,
+        img: SaveImage<'_>,
+        format: SaveFormat,
+        path: &std::path::Path,
+    ) -> Result<Vec<u8>, Error> {
+        let out = io::BufWriter::with_capacity(1 << 20, File::create(path).unwrap());
+        write_archive(store, &[img], format, out)?;
+        Ok(std::fs::read(path).unwrap())
+    }
+
+    #[test]
+    fn a_damaged_layer_fails_a_save_to_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store"), Duration::from_secs(5)).unwrap();
+        let (mut record, ix) = fixture(&store);
+        // Larger than the copy's and the hasher's buffers, and not a multiple of 512.
+        let big: Vec<u8> = (0..(9u32 << 20) + 7)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
+        record.layers[0].digest = BlobDigest(store.put_bytes(&big).unwrap());
+        let reference = Reference::parse("example.test/a/b:v1").unwrap();
+        let img = || SaveImage {
+            record: &record,
+            reference: Some(&reference),
+            index: Some(ix.clone()),
+            layers_in_engine: 0,
+            inflate_layers: false,
+        };
+        let out = dir.path().join("out.tar");
+        for format in [SaveFormat::Combined, SaveFormat::Legacy, SaveFormat::Oci] {
+            let bytes = save_to_file(&store, img(), format, &out).unwrap();
+            assert!(
+                bytes == save(&store, img(), format),
+                "{format:?}: not as to a Vec"
+            );
+        }
+        damage(&store.blob_path(&record.layers[0].digest.0), 5 << 20);
+        for format in [SaveFormat::Combined, SaveFormat::Legacy, SaveFormat::Oci] {
+            let e = save_to_file(&store, img(), format, &out).unwrap_err();
+            assert!(matches!(e, Error::DigestMismatch { .. }), "{format:?}: {e}");
+        }
+    }
+    #[test]
+    fn inflated_layers_go_decompressed_under_their_diff_id_and_a_damaged_blob_fails() {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Duration::from_secs(5)).unwrap();
+        let (mut record, ix) = fixture(&store);
+        let tar: Vec<u8> = (0..(3u32 << 20) + 5).map(|i| (i % 251) as u8).collect();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar).unwrap();
+        let blob = gz.finish().unwrap();
+        let diff_id = DiffId(Digest::of_bytes(&tar));
+        record.layers[0].digest = BlobDigest(store.put_bytes(&blob).unwrap());
+        record.layers[0].diff_id = Some(diff_id);
+        let img = || SaveImage {
+            record: &record,
+            reference: None,
+            index: Some(ix.clone()),
+            layers_in_engine: 0,
+            inflate_layers: true,
+        };
+        let f = files(&save(&store, img(), SaveFormat::Combined));
+        assert_eq!(f[&blob_name(&diff_id.0)], tar);
+        assert!(!f.contains_key(&blob_name(&record.layers[0].digest.0)));
+        let m: serde_json::Value = serde_json::from_slice(&f["manifest.json"]).unwrap();
+        assert_eq!(m[0]["Layers"], json!([blob_name(&diff_id.0)]));
+        // Files any engine loads keep the layers as stored.
+        let f = files(&save(&store, img(), SaveFormat::Oci));
+        assert_eq!(f[&blob_name(&record.layers[0].digest.0)], blob);
+
+        damage(&store.blob_path(&record.layers[0].digest.0), blob.len() / 2);
+        let mut out = Vec::new();
+        let e = write_archive(&store, &[img()], SaveFormat::Combined, &mut out).unwrap_err();
+        assert!(
+            matches!(e, Error::DigestMismatch { .. } | Error::Io { .. }),
+            "{e}"
+        );
     }
 }

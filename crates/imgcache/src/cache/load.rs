@@ -5,12 +5,14 @@ use std::io::Write;
 
 use serde::Serialize;
 
+use super::tarball::ForEngine;
 use super::{Cache, PullOptions, blocking};
+use crate::archive::MAX_MANIFEST_BYTES;
 use crate::archive::write::SaveFormat;
 use crate::digest::{Digest, ImageId};
-use crate::engine::{Engine, EngineImage, EngineKind};
+use crate::engine::{Engine, EngineImage, EngineKind, Known, Lookup};
 use crate::error::{Error, Problem};
-use crate::index::ImageRecord;
+use crate::index::{ImageRecord, RefRecord};
 use crate::reference::Reference;
 use crate::verify::Level;
 
@@ -70,7 +72,7 @@ impl Cache {
     pub fn status(&self, reference: &str, engine: &dyn Engine) -> Result<StatusReport, Error> {
         let name = Reference::parse(reference)?.to_string();
         let cached = match self.resolve(reference) {
-            Ok((_, img)) => Some(img),
+            Ok(found) => Some(found),
             Err(Error::NotCached { .. }) => None,
             Err(e) => return Err(e),
         };
@@ -79,12 +81,16 @@ impl Cache {
             None => Vec::new(),
         };
         engine.ping()?;
-        let image_id = cached.as_ref().map(|i| i.image_id);
-        let in_engine = match image_id {
-            Some(id) => engine.image(&id)?,
-            None => None,
+        let image_id = cached.as_ref().map(|(_, i)| i.image_id);
+        let seen = match &cached {
+            Some((rec, img)) => engine.lookup(&img.image_id, &name, &self.known(rec, img))?,
+            None => Lookup {
+                image: None,
+                named: engine.image_for_ref(&name)?,
+            },
         };
-        let tag_image_id = engine.image_for_ref(&name)?.map(|i| i.image_id);
+        let in_engine = seen.image;
+        let tag_image_id = seen.named.map(|i| i.image_id);
         Ok(StatusReport {
             reference: name,
             cached: cached.is_some(),
@@ -118,11 +124,11 @@ impl Cache {
     ) -> Result<LoadReport, Error> {
         let parsed = Reference::parse(reference)?;
         let name = parsed.to_string();
-        // An engine that cannot take the image makes pulling it pointless.
-        blocking(|| engine.ping())?;
         let pulled = match self.resolve(&name) {
             Ok(_) => false,
             Err(Error::NotCached { .. }) if !opts.offline => {
+                // An engine that cannot take the image makes pulling it pointless.
+                blocking(|| engine.ping())?;
                 self.pull(&name, opts).await?;
                 true
             }
@@ -148,24 +154,28 @@ impl Cache {
             );
             return Err(Error::archive(self.root(), p));
         }
-        engine.ping()?;
         let id = img.image_id;
         // What a save names in index.json: the digest the reference was pulled by.
         let top = match &rec {
             Some(r) => self.save_top_digest(r, &img)?,
             None => img.manifest_digest.0,
         };
-        let has_tag = |engine: &dyn Engine| -> Result<bool, Error> {
-            Ok(!tagged_ref
-                || engine
-                    .image_for_ref(name)?
-                    .is_some_and(|i| i.image_id == id))
+        let names_id = |named: &Option<EngineImage>| {
+            !tagged_ref || named.as_ref().is_some_and(|i| i.image_id == id)
         };
-        let present = engine.image(&id)?;
+        // The decision on every start, in as few requests as the engine allows; an engine that
+        // does not answer is named by its ping.
+        let seen = match engine.lookup(&id, name, &self.known(&rec, &img)) {
+            Ok(seen) => seen,
+            Err(e) => {
+                engine.ping()?;
+                return Err(e);
+            }
+        };
         let mut action = LoadAction::Loaded;
-        if let Some(found) = present {
-            if has_tag(engine)? {
-                if digest_kept(engine, name, &id, &top)? {
+        if let Some(found) = seen.image {
+            if names_id(&seen.named) {
+                if digest_kept(engine, name, &id, &top, seen.named)? {
                     // Nothing changed: no need to ask the engine again.
                     return Ok(LoadReport {
                         reference: name.to_owned(),
@@ -182,7 +192,7 @@ impl Cache {
                 // another digest than the one `name` was pulled by (Podman tells only once the
                 // name is there).
                 engine.tag(&id, name)?;
-                if digest_kept(engine, name, &id, &top)? {
+                if digest_kept(engine, name, &id, &top, engine.image_for_ref(name)?)? {
                     action = LoadAction::Tagged;
                 }
             }
@@ -191,17 +201,22 @@ impl Cache {
             // Not there, or there by another digest: the engine records the one index.json
             // names. Layers the engine already holds (the previous version's, usually) go
             // without their bytes; should the engine lose them meanwhile, everything is sent.
-            let reuse = self.layers_in_engine(engine, &img);
-            let send = |reuse: usize| {
+            // Layers go decompressed to an engine that would decompress them itself on one
+            // core; should that fail (a blob declaring another size than it has), as stored.
+            let cut = ForEngine {
+                layers_in_engine: self.layers_in_engine(engine, &img),
+                inflate_layers: engine.takes_layers_uncompressed(),
+            };
+            let send = |cut: ForEngine| {
                 engine.load_with(&mut |w: &mut dyn Write| {
-                    self.save_for_engine(name, SaveFormat::Combined, reuse, w)
+                    self.save_for_engine(name, SaveFormat::Combined, cut, w)
                         .map(drop)
                 })
             };
-            match send(reuse) {
-                Err(e) if reuse > 0 => {
-                    tracing::warn!("{e}; loading {name} again with every layer");
-                    send(0)?;
+            match send(cut) {
+                Err(e) if cut != ForEngine::default() => {
+                    tracing::warn!("{e}; loading {name} again with every layer as stored");
+                    send(ForEngine::default())?;
                 }
                 r => r?,
             }
@@ -219,7 +234,7 @@ impl Cache {
                 ),
             });
         };
-        if !has_tag(engine)? {
+        if !names_id(&engine.image_for_ref(name)?) {
             return Err(Error::Engine {
                 engine: engine.kind().to_string(),
                 message: format!("after loading, {name} does not name image {id} in the engine"),
@@ -234,6 +249,20 @@ impl Cache {
             action,
             pulled,
         })
+    }
+
+    /// The manifest and index `img` was pulled by, as stored (each checked against its digest),
+    /// for [`Engine::lookup`]; what cannot be read is left to the engine.
+    fn known(&self, rec: &Option<RefRecord>, img: &ImageRecord) -> Vec<Known> {
+        let index = rec.as_ref().and_then(|r| r.index_digest);
+        [Some(img.manifest_digest), index]
+            .into_iter()
+            .flatten()
+            .filter_map(|d| {
+                let bytes = self.store.read_blob(&d.0, MAX_MANIFEST_BYTES).ok()?;
+                Some(Known { digest: d.0, bytes })
+            })
+            .collect()
     }
 
     /// How many leading layers of `img` `engine` holds already (0 when it cannot tell, or the
@@ -267,14 +296,21 @@ fn other_top_digest(found: &EngineImage, id: &ImageId, top: &Digest) -> bool {
 /// keeps any: Podman resolves `REPO@TOP` to the image; containerd and Docker's containerd image
 /// store point the record of `name` at `top`; Docker's classic store keeps no digest of a
 /// loaded image at all (moby#22011), so there is nothing to keep.
-fn digest_kept(engine: &dyn Engine, name: &str, id: &ImageId, top: &Digest) -> Result<bool, Error> {
+/// `named` is what the engine's `name` points at now.
+fn digest_kept(
+    engine: &dyn Engine,
+    name: &str,
+    id: &ImageId,
+    top: &Digest,
+    named: Option<EngineImage>,
+) -> Result<bool, Error> {
     if engine.kind() == EngineKind::Podman {
         let pinned = format!("{}@{top}", Reference::parse(name)?.name());
         return Ok(engine
             .image_for_ref(&pinned)?
             .is_some_and(|i| i.image_id == *id));
     }
-    Ok(match engine.image_for_ref(name)? {
+    Ok(match named {
         Some(found) => !other_top_digest(&found, id, top),
         None => true,
     })

@@ -33,6 +33,16 @@ pub struct SaveReport {
 }
 
 /// An index named by a saved file, which holds only some of the platforms it lists.
+/// How a save is cut for the engine that reads it (see [`SaveImage`]); the default is a file
+/// any engine loads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct ForEngine {
+    /// The first layers the engine holds already: their bytes are left out.
+    pub layers_in_engine: usize,
+    /// Layers decompressed on the way.
+    pub inflate_layers: bool,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct SavedIndex {
     pub digest: BlobDigest,
@@ -93,16 +103,15 @@ impl Cache {
         format: SaveFormat,
         out: impl Write,
     ) -> Result<SaveReport, Error> {
-        self.save_for_engine(reference, format, 0, out)
+        self.save_for_engine(reference, format, ForEngine::default(), out)
     }
 
-    /// [`Cache::save`] for an engine that already holds the first `layers_in_engine` layers
-    /// (see [`SaveImage::layers_in_engine`]): their bytes are left out.
+    /// [`Cache::save`] for one engine (see [`ForEngine`]).
     pub(super) fn save_for_engine(
         &self,
         reference: &str,
         format: SaveFormat,
-        layers_in_engine: usize,
+        engine: ForEngine,
         out: impl Write,
     ) -> Result<SaveReport, Error> {
         let _gc = self.store.gc_lock(LockMode::Shared)?;
@@ -124,7 +133,8 @@ impl Cache {
             record: &img,
             reference: name.as_ref(),
             index: index.as_ref().map(|(ix, _)| ix.clone()),
-            layers_in_engine,
+            layers_in_engine: engine.layers_in_engine,
+            inflate_layers: engine.inflate_layers,
         };
         write_archive(&self.store, &[image], format, out)?;
         Ok(SaveReport {

@@ -17,12 +17,13 @@ use serde::Deserialize;
 
 use super::cli::{Cli, EngineCli};
 use super::{
-    Engine, EngineImage, EngineKind, check_socket, engine_error, names_reference, parse_reference,
-    tag_reference, unix_socket_path,
+    Engine, EngineImage, EngineKind, Known, Lookup, check_socket, engine_error, names_reference,
+    parse_reference, tag_reference, unix_socket_path,
 };
 use crate::digest::{Digest, ImageId};
 use crate::error::Error;
 use crate::platform::PlatformSpec;
+use crate::reference::Reference;
 
 const KIND: EngineKind = EngineKind::Containerd;
 /// Index inside index inside index: deeper is not an image anyone pulls.
@@ -64,6 +65,9 @@ impl fmt::Debug for ContentMemo {
 struct Record {
     name: String,
     target: Digest,
+    /// From `ctr images check`: whether all of this host's platform's content (manifest,
+    /// config, layers) is in the content store. `None` from `ctr images ls`.
+    complete: Option<bool>,
 }
 
 impl Containerd {
@@ -151,12 +155,31 @@ impl Containerd {
             .tool()
             .query_found(&["content", "get", d.as_str()], &["not found"])?;
         let bytes = out.map(|o| o.stdout);
-        if let Some(b) = &bytes
-            && Digest::of_bytes(b) == *digest
-        {
-            self.content_memo.lock().insert(*digest, b.clone());
+        if let Some(b) = &bytes {
+            self.remember(digest, b);
         }
         Ok(bytes)
+    }
+
+    /// Keeps `bytes` as the content of `digest`, if they hash to it.
+    fn remember(&self, digest: &Digest, bytes: &[u8]) {
+        if Digest::of_bytes(bytes) == *digest {
+            self.content_memo.lock().insert(*digest, bytes.to_vec());
+        }
+    }
+
+    /// `ctr images check` of the records that may spell `r` (normalized, and Docker's short
+    /// form, which `ctr import` of an OCI archive keeps): one `ctr` run.
+    fn checked_records(&self, r: &Reference) -> Result<Vec<Record>, Error> {
+        let mut filters = vec![format!("name=={r}")];
+        if let Some(short) = familiar_name(r) {
+            filters.push(format!("name=={short}"));
+        }
+        let mut args = vec!["images", "check"];
+        args.extend(filters.iter().map(String::as_str));
+        let out = self.tool().query(&args)?;
+        parse_images_table(&String::from_utf8_lossy(&out.stdout))
+            .map_err(|e| engine_error(KIND, format!("`ctr images check`: {e}")))
     }
 
     /// Whether the namespace's content store holds `digest` at all (one cheap call).
@@ -215,15 +238,10 @@ impl Containerd {
                 names.push(r.name.clone());
             }
         }
-        let tags = names
-            .iter()
-            .filter(|n| !n.starts_with("sha256:") && !n.contains('@'))
-            .cloned()
-            .collect();
         let image = EngineImage {
             image_id: id,
             engine_id: engine_id.map(|d| d.to_string()).unwrap_or_default(),
-            tags,
+            tags: names.iter().filter(|n| is_tag(n)).cloned().collect(),
         };
         Ok((image, names))
     }
@@ -299,6 +317,48 @@ impl Engine for Containerd {
         self.tool().load(&args, produce)
     }
 
+    /// One `ctr images check` when the name's record holds all of the image's content for this
+    /// host and resolves (through `known`, else `ctr content get`) to `image_id`: the image is
+    /// present. Otherwise the full answers of [`Engine::image`] and [`Engine::image_for_ref`].
+    fn lookup(
+        &self,
+        image_id: &ImageId,
+        reference: &str,
+        known: &[Known],
+    ) -> Result<Lookup, Error> {
+        let r = parse_reference(reference)?;
+        self.ping_socket()?;
+        for k in known {
+            self.remember(&k.digest, &k.bytes);
+        }
+        let rows = self.checked_records(&r)?;
+        let named = rows
+            .iter()
+            .find(|rec| rec.name == reference)
+            .or_else(|| rows.iter().find(|rec| names_reference(&rec.name, &r)));
+        if let Some(rec) = named
+            && rec.complete == Some(true)
+            && self.resolve(&rec.target, &mut HashMap::new())? == Some(*image_id)
+        {
+            let image = EngineImage {
+                image_id: *image_id,
+                engine_id: rec.target.to_string(),
+                tags: (rows.iter())
+                    .filter(|o| o.target == rec.target && is_tag(&o.name))
+                    .map(|o| o.name.clone())
+                    .collect(),
+            };
+            return Ok(Lookup {
+                image: Some(image.clone()),
+                named: Some(image),
+            });
+        }
+        Ok(Lookup {
+            image: self.image(image_id)?,
+            named: self.image_for_ref(reference)?,
+        })
+    }
+
     fn tag(&self, image_id: &ImageId, reference: &str) -> Result<(), Error> {
         let r = tag_reference(reference)?;
         self.ping_socket()?;
@@ -359,6 +419,23 @@ fn ctr_major_version(text: &str) -> Option<u32> {
     version.split('.').next()?.parse().ok()
 }
 
+/// Whether a record's name is a tag (not one of the `sha256:` and `@digest` records the CRI
+/// makes).
+fn is_tag(name: &str) -> bool {
+    !name.starts_with("sha256:") && !name.contains('@')
+}
+
+/// Docker's short spelling of a Docker Hub reference (`busybox:v1` for
+/// `docker.io/library/busybox:v1`), if it has one.
+fn familiar_name(r: &Reference) -> Option<String> {
+    if r.registry != "docker.io" {
+        return None;
+    }
+    let full = r.to_string();
+    let rest = full.strip_prefix("docker.io/")?;
+    Some(rest.strip_prefix("library/").unwrap_or(rest).to_owned())
+}
+
 /// ctr's words for "no daemon there".
 const UNREACHABLE: &[&str] = &[
     "failed to dial",
@@ -366,8 +443,10 @@ const UNREACHABLE: &[&str] = &[
     "transport: error while dialing",
 ];
 
-/// `ctr images ls`: `REF TYPE DIGEST SIZE PLATFORMS LABELS`, whitespace-aligned; a name
-/// never contains whitespace. Records whose digest is not sha256 are skipped.
+/// `ctr images ls` (`REF TYPE DIGEST SIZE PLATFORMS LABELS`) or `ctr images check` (`REF TYPE
+/// DIGEST STATUS SIZE UNPACKED`, the status `complete (3/3)` or `incomplete (1/3)`),
+/// whitespace-aligned; a name never contains whitespace. Records whose digest is not sha256
+/// are skipped.
 fn parse_images_table(text: &str) -> Result<Vec<Record>, String> {
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
     let Some(header) = lines.next() else {
@@ -377,6 +456,7 @@ fn parse_images_table(text: &str) -> Result<Vec<Record>, String> {
     if cols.get(..3) != Some(&["REF", "TYPE", "DIGEST"][..]) {
         return Err(format!("unexpected header {header:?}"));
     }
+    let checked = cols.get(3) == Some(&"STATUS");
     let mut out = Vec::new();
     for line in lines {
         let f: Vec<&str> = line.split_whitespace().collect();
@@ -390,6 +470,7 @@ fn parse_images_table(text: &str) -> Result<Vec<Record>, String> {
         out.push(Record {
             name: (*name).to_owned(),
             target,
+            complete: checked.then(|| f.get(3) == Some(&"complete")),
         });
     }
     Ok(out)

@@ -28,8 +28,8 @@ use serde::Deserialize;
 
 use super::cli::{Cli, EngineCli, Inspect, PING_TIMEOUT, QUERY_TIMEOUT};
 use super::{
-    Containerd, Engine, EngineImage, EngineKind, check_socket, engine_error, parse_reference,
-    tag_reference, unavailable, unix_socket_path, unix_url,
+    Containerd, Engine, EngineImage, EngineKind, Known, Lookup, check_socket, engine_error,
+    parse_reference, tag_reference, unavailable, unix_socket_path, unix_url,
 };
 use crate::digest::{DiffId, Digest, ImageId};
 use crate::error::Error;
@@ -346,6 +346,22 @@ impl Engine for Docker {
         }
     }
 
+    /// On the containerd image store, containerd's one-request answer (see [`Containerd`]).
+    fn lookup(
+        &self,
+        image_id: &ImageId,
+        reference: &str,
+        known: &[Known],
+    ) -> Result<Lookup, Error> {
+        if let Store::Containerd(c) = self.store()? {
+            return self.via_containerd(c, c.lookup(image_id, reference, known));
+        }
+        Ok(Lookup {
+            image: self.image(image_id)?,
+            named: self.image_for_ref(reference)?,
+        })
+    }
+
     fn load_with(
         &self,
         produce: &mut dyn FnMut(&mut dyn Write) -> Result<(), Error>,
@@ -355,6 +371,13 @@ impl Engine for Docker {
         }
         check_socket(KIND, &self.host, &self.host)?;
         self.tool().load(&["load"], produce)
+    }
+
+    /// The classic store keeps layers uncompressed and decompresses gzip ones with Go's
+    /// decoder (or `unpigz`, when on its PATH), one layer after another; the containerd image
+    /// store keeps them as their manifest names them.
+    fn takes_layers_uncompressed(&self) -> bool {
+        matches!(self.store(), Ok(Store::Classic))
     }
 
     /// The classic store's `docker load` looks each layer up by its chain ID before it opens

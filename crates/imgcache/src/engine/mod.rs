@@ -51,7 +51,7 @@ pub use crio::Crio;
 pub use docker::Docker;
 pub use podman::Podman;
 
-use crate::digest::{DiffId, ImageId};
+use crate::digest::{DiffId, Digest, ImageId};
 use crate::error::Error;
 use crate::reference::Reference;
 
@@ -178,8 +178,33 @@ pub trait Engine: Send + Sync + fmt::Debug {
         })
     }
 
+    /// [`Engine::image`] and [`Engine::image_for_ref`] at once, in as few requests as the engine
+    /// allows: an already-present load is decided here, on every start. `known` are manifests
+    /// and indexes the caller holds (checked against their digests), which an adapter that reads
+    /// them back from the engine to find a config digest may use instead: content is addressed
+    /// by digest, so such a copy is never stale.
+    fn lookup(
+        &self,
+        image_id: &ImageId,
+        reference: &str,
+        known: &[Known],
+    ) -> Result<Lookup, Error> {
+        let _ = known;
+        Ok(Lookup {
+            image: self.image(image_id)?,
+            named: self.image_for_ref(reference)?,
+        })
+    }
+
     /// Gives the image `image_id` the name `reference` (moved there if it named another).
     fn tag(&self, image_id: &ImageId, reference: &str) -> Result<(), Error>;
+
+    /// Whether the engine is better sent layers decompressed than as stored: it keeps them
+    /// uncompressed and would otherwise decompress each itself, on one core (Docker's classic
+    /// store). The diff_ids it checks are the same either way.
+    fn takes_layers_uncompressed(&self) -> bool {
+        false
+    }
 
     /// How many leading layers of an image with these `diff_ids` (in order) the engine already
     /// holds in a way that lets [`Engine::load_with`] take a tarball without their data (see
@@ -188,6 +213,22 @@ pub trait Engine: Send + Sync + fmt::Debug {
         let _ = diff_ids;
         Ok(0)
     }
+}
+
+/// What [`Engine::lookup`] found.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Lookup {
+    /// The image with the image ID asked for, if the engine has it.
+    pub image: Option<EngineImage>,
+    /// The image the reference names there.
+    pub named: Option<EngineImage>,
+}
+
+/// A manifest or index the caller holds, whose bytes hash to `digest`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Known {
+    pub digest: Digest,
+    pub bytes: Vec<u8>,
 }
 
 /// The engine to use. `Some(kind)`: that engine, configured from its usual environment

@@ -1,10 +1,11 @@
-//! The engines' own CLIs: the shared dockerd, podman on a private store, a private containerd.
+//! The engines' own CLIs: the shared dockerd, podman on a private store, a private containerd,
+//! `ctr` at the shared containerds 1.7 and 2.1 of newer-engines.sh.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::{Run, env, output_of, path_str, tempdir};
+use super::{Run, digest_of, env, output_of, path_str, tempdir};
 
 /// A script of `scripts/testenv`.
 pub fn testenv_script(name: &str) -> PathBuf {
@@ -106,68 +107,28 @@ impl Containerd {
         me
     }
 
+    /// `ctr` (the one on the PATH) at this daemon, in k8s.io, importing into native.
+    pub fn client(&self) -> Ctr {
+        Ctr {
+            program: "ctr".into(),
+            address: self.sock.clone(),
+            namespace: "k8s.io".into(),
+            snapshotter: "native".into(),
+        }
+    }
+
     pub fn ctr(&self, args: &[&str]) -> Run {
-        output_of(
-            Command::new("ctr")
-                .arg("-a")
-                .arg(&self.sock)
-                .args(["-n", "k8s.io"])
-                .args(args),
-        )
+        self.client().run(args)
     }
 
     /// The top-level digest `ctr images ls` gives `name`, if listed.
     pub fn listed(&self, name: &str) -> Option<String> {
-        self.ctr(&["images", "ls"])
-            .ok("ctr images ls")
-            .stdout
-            .lines()
-            .skip(1)
-            .map(|l| l.split_whitespace().collect::<Vec<_>>())
-            .find(|c| c.first() == Some(&name))
-            .map(|c| c[2].to_owned())
+        self.client().listed(name)
     }
 
     /// `ctr images import` of `file`, which must name `name`: (top-level digest, config digest).
     pub fn import(&self, file: &Path, name: &str) -> (String, String) {
-        self.ctr(&["images", "rm", name]);
-        assert_eq!(self.listed(name), None);
-        self.ctr(&[
-            "images",
-            "import",
-            "--snapshotter",
-            "native",
-            path_str(file),
-        ])
-        .ok("ctr images import");
-        let top = self
-            .listed(name)
-            .unwrap_or_else(|| panic!("ctr import of {} gave no {name}", file.display()));
-        let mut manifest = self
-            .ctr(&["content", "get", &top])
-            .ok("ctr content get")
-            .json();
-        // An index: the manifest of this host's platform (the one imported).
-        if let Some(list) = manifest["manifests"].as_array() {
-            let arch = match std::env::consts::ARCH {
-                "x86_64" => "amd64",
-                "aarch64" => "arm64",
-                a => a,
-            };
-            let child = list
-                .iter()
-                .find(|m| m["platform"]["os"] == "linux" && m["platform"]["architecture"] == arch)
-                .unwrap_or_else(|| panic!("index {top} has no linux/{arch} manifest"))["digest"]
-                .as_str()
-                .unwrap()
-                .to_owned();
-            manifest = self
-                .ctr(&["content", "get", &child])
-                .ok("ctr content get")
-                .json();
-        }
-        let config = manifest["config"]["digest"].as_str().unwrap().to_owned();
-        (top, config)
+        self.client().import(file, name)
     }
 }
 
@@ -183,4 +144,165 @@ impl Drop for Containerd {
             .stderr(Stdio::null())
             .status();
     }
+}
+
+/// A `ctr` program at one containerd, in one namespace; what it imports goes to `snapshotter`.
+#[derive(Clone, Debug)]
+pub struct Ctr {
+    /// A path, or a name looked up on the PATH.
+    pub program: PathBuf,
+    pub address: PathBuf,
+    pub namespace: String,
+    pub snapshotter: String,
+}
+
+impl Ctr {
+    /// `ctr` of the shared containerd `version` of newer-engines.sh (`17`: 1.7, `21`: 2.1) in
+    /// `namespace`, importing into the daemons' snapshotter (`NEWER_SNAPSHOTTER`).
+    pub fn shared(version: &str, namespace: &str) -> Self {
+        let var = |k: String| {
+            env().vars.get(&k).cloned().unwrap_or_else(|| {
+                panic!("env.sh has no {k}: did scripts/testenv/newer-engines.sh run?")
+            })
+        };
+        Self {
+            program: var(format!("NEWER_CTR{version}")).into(),
+            address: var(format!("NEWER_CONTAINERD{version}_ADDRESS")).into(),
+            namespace: namespace.to_owned(),
+            snapshotter: var("NEWER_SNAPSHOTTER".to_owned()),
+        }
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        output_of(
+            Command::new(&self.program)
+                .arg("-a")
+                .arg(&self.address)
+                .args(["-n", &self.namespace])
+                .args(args),
+        )
+    }
+
+    /// The major version of this `ctr` (`ctr github.com/containerd/containerd/v2 2.1.9`: 2).
+    pub fn major(&self) -> u32 {
+        let out = self.run(&["--version"]).ok("ctr --version");
+        let version = out.stdout.split_whitespace().last().unwrap_or_default();
+        version.split('.').next().unwrap().parse().unwrap()
+    }
+
+    /// (name, top-level digest) of every image record of the namespace.
+    pub fn records(&self) -> Vec<(String, String)> {
+        parse_records(&self.run(&["images", "ls"]).ok("ctr images ls").stdout)
+    }
+
+    /// The top-level digest `ctr images ls` gives `name`, if listed.
+    pub fn listed(&self, name: &str) -> Option<String> {
+        (self.records().into_iter())
+            .find(|(n, _)| n == name)
+            .map(|(_, top)| top)
+    }
+
+    /// The config digest (image ID) of what `top` names: a manifest, or an index (its manifest
+    /// of this host's platform).
+    pub fn config_of(&self, top: &str) -> String {
+        let get = |d: &str| {
+            self.run(&["content", "get", d])
+                .ok("ctr content get")
+                .json()
+        };
+        let mut manifest = get(top);
+        if let Some(list) = manifest["manifests"].as_array() {
+            let arch = match std::env::consts::ARCH {
+                "x86_64" => "amd64",
+                "aarch64" => "arm64",
+                a => a,
+            };
+            let child = list
+                .iter()
+                .find(|m| m["platform"]["os"] == "linux" && m["platform"]["architecture"] == arch)
+                .unwrap_or_else(|| panic!("index {top} has no linux/{arch} manifest"))["digest"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            manifest = get(&child);
+        }
+        manifest["config"]["digest"].as_str().unwrap().to_owned()
+    }
+
+    /// `ctr images import --snapshotter S` of `file`, which must name `name`: (top-level
+    /// digest, config digest).
+    pub fn import(&self, file: &Path, name: &str) -> (String, String) {
+        self.run(&["images", "rm", name]);
+        assert_eq!(self.listed(name), None);
+        self.run(&[
+            "images",
+            "import",
+            "--snapshotter",
+            &self.snapshotter,
+            path_str(file),
+        ])
+        .ok("ctr images import");
+        let top = self
+            .listed(name)
+            .unwrap_or_else(|| panic!("ctr import of {} gave no {name}", file.display()));
+        let config = self.config_of(&top);
+        (top, config)
+    }
+
+    /// Whether the layers of `diff_ids` are unpacked, as one committed snapshot chain, in
+    /// [`Ctr::snapshotter`] (the snapshot named by the chain ID of the top layer).
+    pub fn unpacked(&self, diff_ids: &[String]) -> bool {
+        let chain = diff_ids
+            .iter()
+            .skip(1)
+            .fold(diff_ids[0].clone(), |parent, d| {
+                digest_of(format!("{parent} {d}").as_bytes())
+            });
+        let out = self.run(&[
+            "snapshots",
+            "--snapshotter",
+            &self.snapshotter,
+            "info",
+            &chain,
+        ]);
+        out.code == 0 && out.stdout.contains("Committed")
+    }
+}
+
+/// Removes, when dropped, the image records a test made in a shared containerd: those whose
+/// name contains `marker` (a name only that test uses), or, in a namespace of the test's own,
+/// every record and then the namespace.
+pub struct CtrCleanup {
+    pub ctr: Ctr,
+    pub marker: String,
+    pub own_namespace: bool,
+}
+
+impl Drop for CtrCleanup {
+    fn drop(&mut self) {
+        // No panic here (this may run while a test fails): what ctr lists, if it answers.
+        let listed = parse_records(&self.ctr.run(&["images", "ls"]).stdout);
+        let names: Vec<String> = (listed.into_iter())
+            .map(|(n, _)| n)
+            .filter(|n| self.own_namespace || n.contains(&self.marker))
+            .collect();
+        if !names.is_empty() {
+            let mut args = vec!["images", "rm", "--sync"];
+            args.extend(names.iter().map(String::as_str));
+            let _ = self.ctr.run(&args);
+        }
+        if self.own_namespace {
+            let _ = self.ctr.run(&["namespaces", "rm", &self.ctr.namespace]);
+        }
+    }
+}
+
+/// (name, top-level digest) of each row of `ctr images ls`.
+fn parse_records(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|c| c.len() > 2)
+        .map(|c| (c[0].to_owned(), c[2].to_owned()))
+        .collect()
 }
