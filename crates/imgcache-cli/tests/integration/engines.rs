@@ -159,12 +159,23 @@ impl Engine {
         marker: &str,
         own_namespace: bool,
     ) -> Self {
+        Self::shared_containerd_with(c, ctr, marker, own_namespace, "")
+    }
+
+    /// [`Engine::shared_containerd`] with a `hook` in its ctr wrapper (see [`wrapper`]).
+    pub(crate) fn shared_containerd_with(
+        c: &Sandbox,
+        ctr: Ctr,
+        marker: &str,
+        own_namespace: bool,
+        hook: &str,
+    ) -> Self {
         let records = CtrCleanup {
             ctr: ctr.clone(),
             marker: marker.to_owned(),
             own_namespace,
         };
-        Self::containerd_with(c, ctr, "", None, Some(records))
+        Self::containerd_with(c, ctr, hook, None, Some(records))
     }
 
     /// imgcache pointed at `ctr`'s daemon, namespace and snapshotter, its `ctr` a logging

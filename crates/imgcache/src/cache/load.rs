@@ -10,7 +10,7 @@ use super::{Cache, PullOptions, blocking};
 use crate::archive::MAX_MANIFEST_BYTES;
 use crate::archive::write::SaveFormat;
 use crate::digest::{Digest, ImageId};
-use crate::engine::{Engine, EngineImage, EngineKind, Known, Lookup};
+use crate::engine::{Engine, EngineImage, EngineKind, Known, LayerIds, Lookup};
 use crate::error::{Error, Problem};
 use crate::index::{ImageRecord, RefRecord};
 use crate::reference::Reference;
@@ -265,18 +265,15 @@ impl Cache {
             .collect()
     }
 
-    /// How many leading layers of `img` `engine` holds already (0 when it cannot tell, or the
-    /// cached image lacks diff_ids).
+    /// How many leading layers of `img` `engine` holds already (0 when it cannot tell).
     fn layers_in_engine(&self, engine: &dyn Engine, img: &ImageRecord) -> usize {
-        let Some(diff_ids) = img
-            .layers
-            .iter()
-            .map(|l| l.diff_id)
-            .collect::<Option<Vec<_>>>()
-        else {
-            return 0;
-        };
-        engine.reusable_layers(&diff_ids).unwrap_or_else(|e| {
+        let layers: Vec<LayerIds> = (img.layers.iter())
+            .map(|l| LayerIds {
+                blob: l.digest,
+                diff_id: l.diff_id,
+            })
+            .collect();
+        engine.reusable_layers(&layers).unwrap_or_else(|e| {
             tracing::debug!("which layers the engine holds: {e}; sending every layer");
             0
         })

@@ -17,8 +17,8 @@ use serde::Deserialize;
 
 use super::cli::{Cli, EngineCli};
 use super::{
-    Engine, EngineImage, EngineKind, Known, Lookup, check_socket, engine_error, names_reference,
-    parse_reference, tag_reference, unix_socket_path,
+    Engine, EngineImage, EngineKind, Known, LayerIds, Lookup, check_socket, engine_error,
+    names_reference, parse_reference, tag_reference, unix_socket_path,
 };
 use crate::digest::{Digest, ImageId};
 use crate::error::Error;
@@ -357,6 +357,20 @@ impl Engine for Containerd {
             image: self.image(image_id)?,
             named: self.image_for_ref(reference)?,
         })
+    }
+
+    /// The leading layers whose blobs the namespace's content store holds (one `ctr content
+    /// ls`): an import takes an archive without them, its unpacker finding them in the store
+    /// (and their snapshots, when unpacked already).
+    fn reusable_layers(&self, layers: &[LayerIds]) -> Result<usize, Error> {
+        self.ping_socket()?;
+        let out = self.tool().query(&["content", "ls", "--quiet"])?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let held: std::collections::HashSet<&str> = text.lines().map(str::trim).collect();
+        Ok(layers
+            .iter()
+            .take_while(|l| held.contains(l.blob.to_string().as_str()))
+            .count())
     }
 
     fn tag(&self, image_id: &ImageId, reference: &str) -> Result<(), Error> {

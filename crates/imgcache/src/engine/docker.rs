@@ -28,10 +28,10 @@ use serde::Deserialize;
 
 use super::cli::{Cli, EngineCli, Inspect, PING_TIMEOUT, QUERY_TIMEOUT};
 use super::{
-    Containerd, Engine, EngineImage, EngineKind, Known, Lookup, check_socket, engine_error,
-    parse_reference, tag_reference, unavailable, unix_socket_path, unix_url,
+    Containerd, Engine, EngineImage, EngineKind, Known, LayerIds, Lookup, check_socket,
+    engine_error, parse_reference, tag_reference, unavailable, unix_socket_path, unix_url,
 };
-use crate::digest::{DiffId, Digest, ImageId};
+use crate::digest::{Digest, ImageId};
 use crate::error::Error;
 use docker_api::{ApiError, Client, Response, encode};
 
@@ -384,13 +384,20 @@ impl Engine for Docker {
     /// the layer's file (moby `image/tarexport/load.go`), so a layer whose chain the engine
     /// holds needs no data. The chains it holds are the layer prefixes of its images: the
     /// answer is the longest prefix of `diff_ids` that some image in the engine starts with.
-    /// Asked only over the API; the containerd image store stores layers by blob digest, not
-    /// by chain, and answers 0.
-    fn reusable_layers(&self, diff_ids: &[DiffId]) -> Result<usize, Error> {
+    /// Asked only over the API. The containerd image store keeps layers by blob digest: there
+    /// containerd answers (the leading blobs its content store holds).
+    fn reusable_layers(&self, layers: &[LayerIds]) -> Result<usize, Error> {
         let Some(api) = &self.api else {
             return Ok(0);
         };
-        if diff_ids.is_empty() || !matches!(self.store()?, Store::Classic) {
+        let store = self.store()?;
+        if let Store::Containerd(c) = store {
+            return self.via_containerd(c, c.reusable_layers(layers));
+        }
+        let Some(diff_ids) = layers.iter().map(|l| l.diff_id).collect::<Option<Vec<_>>>() else {
+            return Ok(0);
+        };
+        if diff_ids.is_empty() {
             return Ok(0);
         }
         #[derive(Deserialize)]

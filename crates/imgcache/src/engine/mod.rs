@@ -51,7 +51,7 @@ pub use crio::Crio;
 pub use docker::Docker;
 pub use podman::Podman;
 
-use crate::digest::{DiffId, Digest, ImageId};
+use crate::digest::{BlobDigest, DiffId, Digest, ImageId};
 use crate::error::Error;
 use crate::reference::Reference;
 
@@ -206,13 +206,21 @@ pub trait Engine: Send + Sync + fmt::Debug {
         false
     }
 
-    /// How many leading layers of an image with these `diff_ids` (in order) the engine already
-    /// holds in a way that lets [`Engine::load_with`] take a tarball without their data (see
-    /// `save`'s `layers_in_engine`). 0 when the engine cannot tell or cannot reuse them.
-    fn reusable_layers(&self, diff_ids: &[DiffId]) -> Result<usize, Error> {
-        let _ = diff_ids;
+    /// How many leading `layers` of an image (in order) the engine already holds in a way that
+    /// lets [`Engine::load_with`] take a tarball without their data (see `save`'s
+    /// `layers_in_engine`). 0 when the engine cannot tell or cannot reuse them.
+    fn reusable_layers(&self, layers: &[LayerIds]) -> Result<usize, Error> {
+        let _ = layers;
         Ok(0)
     }
+}
+
+/// One layer of an image to load, as the cache knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerIds {
+    pub blob: BlobDigest,
+    /// Known when the cached config names it.
+    pub diff_id: Option<DiffId>,
 }
 
 /// What [`Engine::lookup`] found.
