@@ -237,8 +237,14 @@ pub(crate) mod exit {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Warnings (a fallback taken, an index no longer stored) are shown unless IMGCACHE_LOG says
+    // otherwise.
+    let filter = tracing_subscriber::EnvFilter::builder()
+        .with_env_var("IMGCACHE_LOG")
+        .with_default_directive(tracing_subscriber::filter::LevelFilter::WARN.into())
+        .from_env_lossy();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("IMGCACHE_LOG"))
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
     match run(&cli).await {

@@ -96,14 +96,7 @@ fn sends_only_the_layers_the_engine_lacks(docker_host: &str) {
 /// A gzip layer of `size` zeros (a few KiB compressed) in a tar of a file named `name`, and the
 /// same tar compressed as two gzip members, whose trailer declares only the second's size.
 fn zeros_layer(name: &str, size: usize) -> (Layer, Layer) {
-    let mut b = tar::Builder::new(Vec::new());
-    let mut h = tar::Header::new_gnu();
-    h.set_entry_type(tar::EntryType::Regular);
-    h.set_size(size as u64);
-    h.set_mode(0o644);
-    h.set_mtime(0);
-    b.append_data(&mut h, name, &vec![0u8; size][..]).unwrap();
-    let tar = b.into_inner().unwrap();
+    let tar = tar_of(name, &vec![0u8; size]);
     let one = gzip(&tar);
     let two = [gzip(&tar[..tar.len() / 2]), gzip(&tar[tar.len() / 2..])].concat();
     let layer = |blob: Vec<u8>| Layer {
@@ -136,10 +129,7 @@ fn docker_classic_store_gets_layers_decompressed_and_a_misdeclared_size_as_store
         let before = relay.bytes_sent();
         let run = c
             .run_with_env(
-                &[
-                    ("DOCKER_HOST", relay.url().as_str()),
-                    ("IMGCACHE_LOG", "warn"),
-                ],
+                &[("DOCKER_HOST", relay.url().as_str())],
                 &["--json", "load", &img.reference, "--engine", "docker"],
             )
             .ok("imgcache load");

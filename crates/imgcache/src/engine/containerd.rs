@@ -353,10 +353,7 @@ impl Engine for Containerd {
                 named: Some(image),
             });
         }
-        Ok(Lookup {
-            image: self.image(image_id)?,
-            named: self.image_for_ref(reference)?,
-        })
+        Lookup::asking(self, image_id, reference)
     }
 
     /// The leading layers whose blobs the namespace's content store holds (one `ctr content

@@ -356,10 +356,7 @@ impl Engine for Docker {
         if let Store::Containerd(c) = self.store()? {
             return self.via_containerd(c, c.lookup(image_id, reference, known));
         }
-        Ok(Lookup {
-            image: self.image(image_id)?,
-            named: self.image_for_ref(reference)?,
-        })
+        Lookup::asking(self, image_id, reference)
     }
 
     fn load_with(

@@ -190,10 +190,7 @@ pub trait Engine: Send + Sync + fmt::Debug {
         known: &[Known],
     ) -> Result<Lookup, Error> {
         let _ = known;
-        Ok(Lookup {
-            image: self.image(image_id)?,
-            named: self.image_for_ref(reference)?,
-        })
+        Lookup::asking(self, image_id, reference)
     }
 
     /// Gives the image `image_id` the name `reference` (moved there if it named another).
@@ -230,6 +227,20 @@ pub struct Lookup {
     pub image: Option<EngineImage>,
     /// The image the reference names there.
     pub named: Option<EngineImage>,
+}
+
+impl Lookup {
+    /// The answers of [`Engine::image`] and [`Engine::image_for_ref`], asked one after the other.
+    pub fn asking<E: Engine + ?Sized>(
+        engine: &E,
+        image_id: &ImageId,
+        reference: &str,
+    ) -> Result<Self, Error> {
+        Ok(Self {
+            image: engine.image(image_id)?,
+            named: engine.image_for_ref(reference)?,
+        })
+    }
 }
 
 /// A manifest or index the caller holds, whose bytes hash to `digest`.

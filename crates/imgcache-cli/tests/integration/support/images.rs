@@ -51,18 +51,21 @@ pub fn write_docker_config(home: &Path, registry: &str, user_pass: &str) {
 /// An uncompressed layer: a tar holding one file of `size` random bytes.
 pub fn layer_tar(size: usize) -> Vec<u8> {
     let data = random_bytes(size);
+    tar_of(
+        &format!("data/{}", sha256_hex(&data[..64.min(size)])),
+        &data,
+    )
+}
+
+/// A tar holding one file, `name`, of `data`.
+pub fn tar_of(name: &str, data: &[u8]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(tar::EntryType::Regular);
-    h.set_size(size as u64);
+    h.set_size(data.len() as u64);
     h.set_mode(0o644);
     h.set_mtime(0);
-    b.append_data(
-        &mut h,
-        format!("data/{}", sha256_hex(&data[..64.min(size)])),
-        &data[..],
-    )
-    .unwrap();
+    b.append_data(&mut h, name, data).unwrap();
     b.into_inner().unwrap()
 }
 
