@@ -1205,8 +1205,15 @@ fn containerd21_producer_failing_after_its_last_byte_loads_nothing() {
 
 /// `Cache::load` of a new single-platform image and of a new two-platform index (the cache
 /// pulls this host's platform): loaded once with the image ID the registry gives, then
-/// already present; `names` collects what to remove from the engine.
-fn cache_load(test: &str, key: &str, engine: &dyn Engine, names: &mut Vec<String>) {
+/// already present, as `again` (the same engine, or one that cannot run `ctr`) tells;
+/// `names` collects what to remove from the engine.
+fn cache_load(
+    test: &str,
+    key: &str,
+    engine: &dyn Engine,
+    again: &dyn Engine,
+    names: &mut Vec<String>,
+) {
     use imgcache::cache::{LoadAction, PullOptions};
     let Some(plats) = platforms(test) else {
         return;
@@ -1240,8 +1247,11 @@ fn cache_load(test: &str, key: &str, engine: &dyn Engine, names: &mut Vec<String
         let got = assert_image(engine.image(&id).unwrap(), &id, &reference);
         assert_eq!(got.engine_id, r.engine_id);
         assert_image(engine.image_for_ref(&reference).unwrap(), &id, &reference);
-        let again = rt.block_on(cache.load(&reference, engine, &opts)).unwrap();
+        let again = rt
+            .block_on(cache.load(&reference, again, &opts))
+            .unwrap_or_else(|e| panic!("{test}: load {reference} again: {e}"));
         assert_eq!(again.action, LoadAction::AlreadyPresent, "{reference}");
+        assert_eq!(again.engine_id, r.engine_id, "{reference}");
         eprintln!(
             "{test}: {reference}: image {id}, the engine calls it {}",
             r.engine_id
@@ -1255,7 +1265,16 @@ fn docker_cache_load(d: &Dockerd) {
         host: d.host.to_owned(),
         refs: Vec::new(),
     };
-    cache_load(d.test, d.key, &Docker::new(d.host), &mut names.refs);
+    // Already present is told by one API request on both stores (the containerd store of
+    // Docker 28 lists the image's manifests): no `ctr` can run for the second load.
+    let no_ctr = Docker::new(d.host).with_env("PATH", "/nonexistent");
+    cache_load(
+        d.test,
+        d.key,
+        &Docker::new(d.host),
+        &no_ctr,
+        &mut names.refs,
+    );
 }
 
 fn containerd_cache_load(c: &Ctrd, namespace: &str) {
@@ -1267,7 +1286,7 @@ fn containerd_cache_load(c: &Ctrd, namespace: &str) {
         remove_namespace: false,
     };
     let ctd = Containerd::new(c.address, namespace).with_program(c.ctr);
-    cache_load(c.test, c.key, &ctd, &mut names.refs);
+    cache_load(c.test, c.key, &ctd, &ctd, &mut names.refs);
 }
 
 #[test]

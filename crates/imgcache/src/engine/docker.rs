@@ -29,7 +29,8 @@ use serde::Deserialize;
 use super::cli::{Cli, EngineCli, Inspect, PING_TIMEOUT, QUERY_TIMEOUT};
 use super::{
     Containerd, Engine, EngineImage, EngineKind, Known, LayerIds, Lookup, check_socket,
-    engine_error, parse_reference, tag_reference, unavailable, unix_socket_path, unix_url,
+    engine_error, listed_image, parse_reference, tag_reference, unavailable, unix_socket_path,
+    unix_url,
 };
 use crate::digest::{Digest, ImageId};
 use crate::error::Error;
@@ -250,6 +251,65 @@ impl Docker {
             .inspect(&["image", "inspect"], name, &["no such image"])
     }
 
+    /// `GET /images/NAME/json?manifests=1`: the image `image_id`, there under the name, when
+    /// this one request tells. On the classic store the name's `Id` is `image_id`. On the
+    /// containerd image store (API 1.48+, Docker 28) the name points at a manifest or index the
+    /// cache holds (`known`), and Docker lists a manifest among them whose config is `image_id`,
+    /// with all its content available: no need to ask containerd. `None` otherwise (another
+    /// image, older APIs, which list no manifests): the other requests answer.
+    fn present_by_name(
+        &self,
+        image_id: &ImageId,
+        reference: &str,
+        known: &[Known],
+    ) -> Result<Option<EngineImage>, Error> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct WithManifests {
+            id: String,
+            #[serde(default)]
+            repo_tags: Option<Vec<String>>,
+            #[serde(default)]
+            manifests: Option<Vec<Summary>>,
+        }
+        #[derive(Deserialize)]
+        struct Summary {
+            #[serde(rename = "ID")]
+            id: String,
+            #[serde(rename = "Available", default)]
+            available: bool,
+        }
+        let Some(api) = &self.api else {
+            return Ok(None);
+        };
+        let name = parse_reference(reference)?.to_string();
+        let path = format!("/images/{}/json?manifests=1", encode(&name, b"/:@"));
+        let r = self.get(api, &path)?;
+        let Some(doc) = (r.success())
+            .then(|| serde_json::from_slice::<WithManifests>(&r.body).ok())
+            .flatten()
+        else {
+            return Ok(None);
+        };
+        if ImageId::parse_user(&doc.id).is_ok_and(|id| id == *image_id) {
+            // Only the classic store reports config digests as IDs.
+            let _ = self.store.set(Store::Classic);
+            return listed_image(KIND, doc.id, doc.repo_tags).map(Some);
+        }
+        let ours = |digest: &str| known.iter().find(|k| k.digest.to_string() == digest);
+        let holds = doc.manifests.iter().flatten().any(|m| {
+            m.available && ours(&m.id).is_some_and(|k| manifest_config(&k.bytes) == Some(*image_id))
+        });
+        if !holds || ours(&doc.id).is_none() {
+            return Ok(None);
+        }
+        Ok(Some(EngineImage {
+            image_id: *image_id,
+            engine_id: doc.id,
+            tags: doc.repo_tags.unwrap_or_default(),
+        }))
+    }
+
     fn via_containerd<T>(&self, c: &Containerd, r: Result<T, Error>) -> Result<T, Error> {
         r.map_err(|e| {
             engine_error(
@@ -346,13 +406,20 @@ impl Engine for Docker {
         }
     }
 
-    /// On the containerd image store, containerd's one-request answer (see [`Containerd`]).
+    /// One request when the name names the image (see [`Docker::present_by_name`]); else, on
+    /// the containerd image store, containerd's one-`ctr` answer (see [`Containerd`]).
     fn lookup(
         &self,
         image_id: &ImageId,
         reference: &str,
         known: &[Known],
     ) -> Result<Lookup, Error> {
+        if let Some(found) = self.present_by_name(image_id, reference, known)? {
+            return Ok(Lookup {
+                image: Some(found.clone()),
+                named: Some(found),
+            });
+        }
         if let Store::Containerd(c) = self.store()? {
             return self.via_containerd(c, c.lookup(image_id, reference, known));
         }
@@ -493,6 +560,12 @@ impl Engine for Docker {
 
 /// `name:tag` split as Docker does: the tag is what follows the last `:` after the last `/`
 /// (a registry's port is not a tag).
+/// The config digest a manifest names (`None` for anything else, an index included).
+fn manifest_config(bytes: &[u8]) -> Option<ImageId> {
+    let doc: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    ImageId::parse(doc["config"]["digest"].as_str()?).ok()
+}
+
 fn split_tag(reference: &str) -> (&str, Option<&str>) {
     let last_slash = reference.rfind('/').map_or(0, |i| i + 1);
     match reference[last_slash..].rfind(':') {
