@@ -10,7 +10,6 @@
 mod support;
 
 use std::fs::File;
-use std::io::Read;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -92,18 +91,7 @@ fn assert_unavailable<T: std::fmt::Debug>(r: Result<T, Error>, path: &Path, hint
 /// A copy of the busybox fixture whose config carries one more label: a new image ID (the
 /// config bytes hash to it), same layers, named `tag`.
 fn derived_image(dir: &Path, tag: &str, label: &str) -> (PathBuf, ImageId) {
-    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut ar = tar::Archive::new(File::open(fixture("skopeo-docker-archive.tar")).unwrap());
-    for entry in ar.entries().unwrap() {
-        let mut entry = entry.unwrap();
-        if entry.header().entry_type() != tar::EntryType::Regular {
-            continue;
-        }
-        let name = entry.path().unwrap().to_string_lossy().into_owned();
-        let mut data = Vec::new();
-        entry.read_to_end(&mut data).unwrap();
-        files.push((name, data));
-    }
+    let files = support::regular_files(&fixture("skopeo-docker-archive.tar"));
     let get = |n: &str| {
         files
             .iter()

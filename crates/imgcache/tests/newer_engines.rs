@@ -153,18 +153,7 @@ fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
         let path = Path::new(var("TEST_FIXTURES")).join("skopeo-oci-archive-index.tar");
-        let mut files = HashMap::new();
-        let mut ar = tar::Archive::new(File::open(&path).unwrap());
-        for entry in ar.entries().unwrap() {
-            let mut entry = entry.unwrap();
-            if entry.header().entry_type() != tar::EntryType::Regular {
-                continue;
-            }
-            let name = entry.path().unwrap().to_string_lossy().into_owned();
-            let mut data = Vec::new();
-            entry.read_to_end(&mut data).unwrap();
-            files.insert(name, data);
-        }
+        let files = support::regular_files(&path);
         let blobs: HashMap<String, Vec<u8>> = files
             .into_iter()
             .filter_map(|(k, v)| Some((format!("sha256:{}", k.strip_prefix("blobs/sha256/")?), v)))

@@ -364,6 +364,19 @@ fn docker_at(host: &str, args: &[&str]) -> Run {
     docker_cli_at(newer("NEWER_DOCKER_CLI"), host, args)
 }
 
+/// `RepoDigests` of `reference`, by `image inspect` through `cli` (docker or podman).
+fn repo_digests(cli: impl Fn(&[&str]) -> Run, reference: &str) -> Vec<String> {
+    let got = cli(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .RepoDigests}}",
+        reference,
+    ])
+    .ok("image inspect RepoDigests");
+    serde_json::from_str(got.stdout.trim()).unwrap()
+}
+
 fn docker_cli_at(cli: &str, host: &str, args: &[&str]) -> Run {
     output_of(Command::new(cli).env("DOCKER_HOST", host).args(args))
 }
@@ -389,18 +402,7 @@ fn dockerd28_load_resolves_the_digest_the_reference_was_pulled_by() {
         let got = docker_at(host, &["image", "inspect", "-f", "{{.Id}}", &o.reference])
             .ok("docker image inspect");
         assert_eq!(got.stdout.trim(), o.digest, "{}", o.src);
-        let got = docker_at(
-            host,
-            &[
-                "image",
-                "inspect",
-                "-f",
-                "{{json .RepoDigests}}",
-                &o.reference,
-            ],
-        )
-        .ok("docker image inspect");
-        let digests: Vec<String> = serde_json::from_str(got.stdout.trim()).unwrap();
+        let digests = repo_digests(|a| docker_at(host, a), &o.reference);
         let ours: Vec<&String> = digests
             .iter()
             .filter(|d| d.starts_with(&format!("{}@", o.repo)))
@@ -445,18 +447,7 @@ fn classic_keeps_no_digest(cli: &str, host: &str, what: &str) {
     };
     let env = [var("DOCKER_HOST", host)];
     let no_digest = |o: &Origin, ctx: &str| {
-        let got = docker_at(
-            host,
-            &[
-                "image",
-                "inspect",
-                "-f",
-                "{{json .RepoDigests}}",
-                &o.reference,
-            ],
-        )
-        .ok("docker image inspect");
-        let digests: Vec<String> = serde_json::from_str(got.stdout.trim()).unwrap();
+        let digests = repo_digests(|a| docker_at(host, a), &o.reference);
         assert!(
             !digests
                 .iter()
@@ -538,16 +529,7 @@ fn podman_load_resolves_the_digest_the_reference_was_pulled_by() {
             );
             seen.push(id.clone());
         }
-        let digests = store
-            .run(&[
-                "image",
-                "inspect",
-                "--format",
-                "{{json .RepoDigests}}",
-                &o.reference,
-            ])
-            .ok("podman image inspect");
-        let digests: Vec<String> = serde_json::from_str(digests.stdout.trim()).unwrap();
+        let digests = repo_digests(|a| store.run(a), &o.reference);
         assert!(digests.contains(&o.pinned()), "{}: {digests:?}", o.src);
         let by_digest = store
             .run(&["image", "inspect", "--format", "{{.Id}}", &o.pinned()])

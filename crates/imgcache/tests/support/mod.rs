@@ -56,3 +56,22 @@ pub fn engine_message(r: Result<(), imgcache::Error>) -> String {
         other => panic!("expected Error::Engine, got {other:?}"),
     }
 }
+
+/// The regular files of the tar at `path`, in order: (name, bytes).
+pub fn regular_files(path: &Path) -> Vec<(String, Vec<u8>)> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut ar = tar::Archive::new(file);
+    let mut files = Vec::new();
+    for entry in ar.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            continue;
+        }
+        let name = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).unwrap();
+        files.push((name, data));
+    }
+    files
+}
