@@ -98,6 +98,8 @@ enum Command {
         #[arg(long, value_name = "SIZE", value_parser = parse_size)]
         max_size: Option<u64>,
     },
+    /// Serve the cache read-only over the registry protocol (a pull-through mirror).
+    Serve(ServeArgs),
     /// Check the cache: missing, corrupt and unreferenced blobs.
     Fsck {
         /// Re-hash every blob.
@@ -120,6 +122,34 @@ struct RegistryArgs {
     /// An extra CA certificate (PEM) to trust.
     #[arg(long, value_name = "FILE")]
     ca_cert: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// ADDR:PORT to listen on; port 0 picks a free one. Another address than loopback is logged.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:5050")]
+    listen: std::net::SocketAddr,
+    /// Answer from the cache only; never ask an origin registry.
+    #[arg(long)]
+    offline: bool,
+    /// Serve https with this PEM certificate chain (with --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Print the files that point ENGINE (containerd, docker, podman, crio) at --listen, and exit.
+    #[arg(long, value_name = "ENGINE")]
+    print_config: Option<imgcache::serve::EngineConfig>,
+    /// A registry --print-config covers (repeatable) [default: the cache's registries and docker.io]
+    #[arg(
+        long = "registry",
+        value_name = "HOST[:PORT]",
+        requires = "print_config"
+    )]
+    registries: Vec<String>,
+    #[command(flatten)]
+    registry: RegistryArgs,
 }
 
 #[derive(Args)]
@@ -530,6 +560,7 @@ async fn run(cli: &Cli) -> Result<u8> {
             output::simple(&r, &text, cli.json)?;
             Ok(exit::OK)
         }
+        Command::Serve(args) => serve(cli, args).await,
         Command::Fsck { deep, repair } => {
             let cache = if *repair {
                 Cache::open_for_repair(cache_options(cli, None)?)?
@@ -540,5 +571,60 @@ async fn run(cli: &Cli) -> Result<u8> {
             output::fsck(&r, cli.json)?;
             Ok(if r.ok { exit::OK } else { exit::CHECK_FAILED })
         }
+    }
+}
+
+async fn serve(cli: &Cli, args: &ServeArgs) -> Result<u8> {
+    let cache = Arc::new(open_cache(cli, Some(&args.registry))?);
+    let scheme = if args.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    if let Some(engine) = args.print_config {
+        if args.listen.ip().is_unspecified() || args.listen.port() == 0 {
+            return Err(UsageError(
+                "--print-config needs the --listen address engines reach (not 0.0.0.0, not port 0)",
+            )
+            .into());
+        }
+        let url = format!("{scheme}://{}", args.listen);
+        let registries = if args.registries.is_empty() {
+            let mut r: std::collections::BTreeSet<String> =
+                cache.origins()?.into_iter().map(|o| o.registry).collect();
+            r.insert(imgcache::reference::DEFAULT_REGISTRY.into());
+            r.into_iter().collect()
+        } else {
+            args.registries.clone()
+        };
+        let files = imgcache::serve::print_config(engine, &url, &registries);
+        output::serve_config(&url, &files, cli.json)?;
+        return Ok(exit::OK);
+    }
+    let opts = imgcache::serve::ServeOptions {
+        listen: args.listen,
+        offline: args.offline,
+        tls: args.tls_cert.clone().zip(args.tls_key.clone()),
+        ..Default::default()
+    };
+    let server = imgcache::serve::Server::bind(cache, opts).await?;
+    output::serve_listening(&server.url(), cli.json)?;
+    server.run(shutdown_signal()).await?;
+    Ok(exit::OK)
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        // Without signal handlers the default action (exit) still stops the server.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
     }
 }

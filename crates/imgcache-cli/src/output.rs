@@ -563,3 +563,31 @@ pub fn load(r: &imgcache::cache::LoadReport, json: bool) -> Result<()> {
     );
     Ok(())
 }
+
+/// `serve`: the one line scripts wait for, flushed at once (stdout may be a pipe).
+pub fn serve_listening(url: &str, json: bool) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::json!({ "url": url }))?;
+    } else {
+        writeln!(out, "listening on {url}")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// `serve --print-config`: each file as a comment naming its path, then its content.
+pub fn serve_config(url: &str, files: &[imgcache::serve::ConfigFile], json: bool) -> Result<()> {
+    if json {
+        return print_json(&serde_json::json!({ "url": url, "files": files }));
+    }
+    for (i, f) in files.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        println!("# ---- {}", f.path);
+        print!("{}", f.content);
+    }
+    Ok(())
+}

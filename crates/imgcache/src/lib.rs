@@ -64,6 +64,7 @@ pub mod lock;
 pub mod platform;
 pub mod reference;
 pub mod registry;
+pub mod serve;
 pub mod store;
 pub mod verify;
 

@@ -119,6 +119,10 @@ fn pull_gives_the_digests_skopeo_computes_and_lays_out_the_store() {
         let index = skopeo_raw(&reference, &[]);
         expected_blobs.insert(digest_of(&index));
         let doc: Value = serde_json::from_slice(&index).unwrap();
+        // Every child manifest is stored, whatever platform is pulled (serve answers for them).
+        for m in doc["manifests"].as_array().unwrap() {
+            expected_blobs.insert(m["digest"].as_str().unwrap().to_owned());
+        }
         let child = doc["manifests"]
             .as_array()
             .unwrap()
@@ -746,6 +750,37 @@ fn fsck_deep_finds_a_corrupt_blob_and_repair_removes_it() {
 
 // ---------------------------------------------------------------------------------------------
 // 8. Concurrency.
+
+#[test]
+fn the_child_manifests_of_an_index_are_stored_and_kept_by_prune_until_the_index_goes() {
+    let c = Sandbox::new();
+    let reference = format!("{}/multiarch:v1-list", registry());
+    let index = skopeo_raw(&reference, &[]);
+    let doc: Value = serde_json::from_slice(&index).unwrap();
+    let children: BTreeSet<String> = doc["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["digest"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(children.len() >= 2, "{doc:#}");
+    c.pull(&reference);
+    let stored = c.blob_files();
+    for d in &children {
+        assert!(stored.contains(d), "{d} not stored: {stored:?}");
+        assert_eq!(digest_of(&c.blob(d)), *d);
+    }
+    // Reachable: prune keeps them, fsck does not call them unreferenced.
+    let pruned = c.json(&["prune"]);
+    assert_eq!(pruned["blobs_removed"], 0, "{pruned:#}");
+    assert_eq!(c.blob_files(), stored);
+    let fsck = c.assert_fsck_clean(&[]);
+    assert_eq!(fsck["unreferenced"], json!([]), "{fsck:#}");
+    // Once the reference goes, so do they.
+    c.json(&["rm", &reference]);
+    c.json(&["prune"]);
+    assert_eq!(c.blob_files(), BTreeSet::new());
+}
 
 fn wait_all(children: Vec<Child>) -> Vec<Run> {
     children

@@ -121,7 +121,7 @@ impl Cache {
                 report.broken_references.push(r.name.clone());
             }
         }
-        let reachable = index.reachable_blobs()?;
+        let reachable = self.reachable(&index)?;
         drop(index);
         report.missing = missing
             .iter()

@@ -10,6 +10,7 @@
 //! - `query.rs`: `ls`, `inspect`, `verify REF`;
 //! - `prune.rs`: `rm` and `prune`;
 //! - `fsck.rs`: `fsck` and `--repair`;
+//! - `serve.rs`: what `serve` answers (manifests by tag or digest, blobs), pulled through;
 //! - `refs.rs`: the `refs.json` mirror of the references that `fsck --repair` relies on.
 
 mod fsck;
@@ -18,6 +19,7 @@ mod prune;
 mod pull;
 mod query;
 mod refs;
+mod serve;
 mod tarball;
 
 pub use fsck::FsckReport;
@@ -25,6 +27,7 @@ pub use load::{EngineStatus, LoadAction, LoadReport, StatusReport};
 pub use prune::PruneReport;
 pub use pull::{ProgressEvent, PullOptions, PullReport};
 pub use query::{CachedImage, CachedLayer, ListEntry};
+pub use serve::{ManifestRef, Origin, ServedBlob};
 pub use tarball::{ImportReport, SaveReport, SavedIndex};
 
 use std::path::{Path, PathBuf};
@@ -40,6 +43,9 @@ use crate::store::Store;
 
 /// Partial downloads untouched this long are swept.
 const STALE_INGEST: Duration = Duration::from_secs(24 * 3600);
+
+/// How long `serve` waits to connect to an origin before answering from the cache.
+const PROBE_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// `$IMGCACHE_HOME`, else `$XDG_CACHE_HOME/imgcache`, else `~/.cache/imgcache`.
 pub fn default_root() -> PathBuf {
@@ -79,6 +85,9 @@ pub struct Cache {
     index: Mutex<Index>,
     registry: RegistryOptions,
     client: OnceLock<RegistryClient>,
+    /// The same, trying each request once: `serve` asks the origin for a tag first, and an
+    /// origin that does not answer at once is answered for from the cache.
+    probe: OnceLock<RegistryClient>,
 }
 
 impl Cache {
@@ -102,6 +111,7 @@ impl Cache {
             index: Mutex::new(index),
             registry: opts.registry,
             client: OnceLock::new(),
+            probe: OnceLock::new(),
         })
     }
 
@@ -142,6 +152,19 @@ impl Cache {
         }
         let c = RegistryClient::new(self.registry.clone())?;
         Ok(self.client.get_or_init(|| c))
+    }
+
+    fn probe_client(&self) -> Result<&RegistryClient, Error> {
+        if let Some(c) = self.probe.get() {
+            return Ok(c);
+        }
+        let opts = RegistryOptions {
+            max_retries: 0,
+            connect_timeout: PROBE_CONNECT_TIMEOUT,
+            ..self.registry.clone()
+        };
+        let c = RegistryClient::new(opts)?;
+        Ok(self.probe.get_or_init(|| c))
     }
 
     /// The image a reference names: the most recent record of its normalized name, or an

@@ -5,10 +5,12 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
+use super::pull::index_children;
 use super::{Cache, STALE_INGEST};
+use crate::archive::MAX_MANIFEST_BYTES;
 use crate::digest::{BlobDigest, Digest};
 use crate::error::Error;
-use crate::index::ImageRecord;
+use crate::index::{ImageRecord, Index};
 use crate::lock::LockMode;
 use crate::reference::Reference;
 
@@ -95,7 +97,7 @@ impl Cache {
         }
         let mut index = self.index();
         report.images_removed = index.remove_unreferenced_images()?.len();
-        let reachable = index.reachable_blobs()?;
+        let reachable = self.reachable(&index)?;
         drop(index);
         for (d, size) in self.store.list_blobs()? {
             if !reachable.contains(&d) {
@@ -107,6 +109,22 @@ impl Cache {
         }
         report.partials_removed = self.store.sweep_ingest(STALE_INGEST)?;
         Ok(report)
+    }
+}
+
+impl Cache {
+    /// Every blob a reference still needs: what the index records, and the child manifests of
+    /// each referenced index (stored at pull time so that `serve` can answer for them).
+    pub(super) fn reachable(&self, index: &Index) -> Result<HashSet<Digest>, Error> {
+        let mut out = index.reachable_blobs()?;
+        for r in index.refs()? {
+            if let Some(i) = r.index_digest
+                && let Ok(bytes) = self.store.read_blob(&i.0, MAX_MANIFEST_BYTES)
+            {
+                out.extend(index_children(&bytes));
+            }
+        }
+        Ok(out)
     }
 }
 

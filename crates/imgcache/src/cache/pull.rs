@@ -15,7 +15,7 @@ use crate::index::{ImageRecord, LayerRecord, RefRecord, now};
 use crate::lock::LockMode;
 use crate::platform::PlatformSpec;
 use crate::reference::Reference;
-use crate::registry::RegistryClient;
+use crate::registry::{FetchedManifest, RegistryClient};
 use crate::store::IngestStart;
 
 /// How many layers download at once.
@@ -91,12 +91,39 @@ impl Cache {
         self.store.sweep_ingest(STALE_INGEST).ok();
         let client = self.client()?.clone();
         let top = client.fetch_manifest(&reference).await?;
+        self.pull_top(&client, &reference, top, opts).await
+    }
+
+    /// The rest of a pull once the reference's manifest or index is in hand (`serve` asks the
+    /// registry for it itself). The caller holds the GC lock shared. An index has every child
+    /// manifest stored (kilobytes; some clients fetch them all before choosing), then the
+    /// platform's image is fetched.
+    pub(super) async fn pull_top(
+        &self,
+        client: &RegistryClient,
+        reference: &Reference,
+        top: FetchedManifest,
+        opts: &PullOptions,
+    ) -> Result<PullReport, Error> {
+        let name = reference.to_string();
+        let platform = opts.platform.clone().unwrap_or_else(PlatformSpec::host);
         let distribution_digest = BlobDigest(top.digest);
         let (index_bytes, manifest) = if is_index(&top.media_type, &top.bytes) {
+            self.store_index_children(client, reference, &top.bytes)
+                .await;
             let child = select_platform(&name, &top.bytes, &platform)?;
-            let m = client
-                .fetch_manifest_by_digest(&reference.registry, &reference.repository, &child)
-                .await?;
+            let m = match self.stored_manifest(&child) {
+                Some(m) => m,
+                None => {
+                    client
+                        .fetch_manifest_by_digest(
+                            &reference.registry,
+                            &reference.repository,
+                            &child,
+                        )
+                        .await?
+                }
+            };
             (Some(top.bytes), m)
         } else {
             (None, top)
@@ -109,7 +136,7 @@ impl Cache {
                     manifest.digest
                 ),
             })?;
-        let config = descriptor(&parsed.config().clone(), &reference)?;
+        let config = descriptor(&parsed.config().clone(), reference)?;
         if config.size > MAX_CONFIG_BYTES {
             return Err(Error::TooLarge {
                 what: format!("{name}: config {}", config.digest),
@@ -119,12 +146,12 @@ impl Cache {
         let layers: Vec<BlobRef> = parsed
             .layers()
             .iter()
-            .map(|d| descriptor(d, &reference))
+            .map(|d| descriptor(d, reference))
             .collect::<Result<_, _>>()?;
 
         let mut stats = Stats::default();
         stats.add(
-            self.fetch_blob(&client, &reference, &config, opts).await?,
+            self.fetch_blob(client, reference, &config, opts).await?,
             config.size,
         );
         let config_bytes = blocking(|| self.store.read_blob(&config.digest, MAX_CONFIG_BYTES))?;
@@ -158,12 +185,19 @@ impl Cache {
         }
         {
             use futures_util::{StreamExt, TryStreamExt};
-            let fetched: Vec<(bool, u64)> = futures_util::stream::iter(layers.iter())
-                .map(|l| async {
-                    self.fetch_blob(&client, &reference, l, opts)
-                        .await
-                        .map(|f| (f, l.size))
+            // Boxed, so that the pull stays `Send` for `serve`'s tasks (rustc cannot see through
+            // the closures' lifetimes otherwise).
+            let downloads: Vec<BoxFuture<'_, Result<(bool, u64), Error>>> = layers
+                .iter()
+                .map(|l| -> BoxFuture<'_, _> {
+                    Box::pin(async move {
+                        self.fetch_blob(client, reference, l, opts)
+                            .await
+                            .map(|f| (f, l.size))
+                    })
                 })
+                .collect();
+            let fetched: Vec<(bool, u64)> = futures_util::stream::iter(downloads)
                 .buffer_unordered(PARALLEL_DOWNLOADS)
                 .try_collect()
                 .await?;
@@ -313,7 +347,7 @@ impl Cache {
     }
 
     /// Stores one blob, resuming a partial download; returns whether bytes were fetched.
-    async fn fetch_blob(
+    pub(super) async fn fetch_blob(
         &self,
         client: &RegistryClient,
         reference: &Reference,
@@ -410,11 +444,85 @@ impl Cache {
     }
 }
 
+impl Cache {
+    /// Stores every child manifest of an index that the store lacks, each checked against its
+    /// digest. Best effort: a child that cannot be fetched is only a warning, since the
+    /// platform asked for may still be pulled.
+    async fn store_index_children(
+        &self,
+        client: &RegistryClient,
+        reference: &Reference,
+        index_bytes: &[u8],
+    ) {
+        use futures_util::StreamExt;
+        let children: Vec<Digest> = index_children(index_bytes)
+            .into_iter()
+            .filter(|d| !self.store.has_blob(d))
+            .take(MAX_INDEX_CHILDREN)
+            .collect();
+        let fetches: Vec<BoxFuture<'_, Result<Digest, Error>>> = children
+            .into_iter()
+            .map(|d| -> BoxFuture<'_, _> {
+                Box::pin(async move {
+                    let m = client
+                        .fetch_manifest_by_digest(&reference.registry, &reference.repository, &d)
+                        .await?;
+                    blocking(|| self.store.put_bytes(&m.bytes))
+                })
+            })
+            .collect();
+        let fetched: Vec<_> = futures_util::stream::iter(fetches)
+            .buffer_unordered(PARALLEL_DOWNLOADS)
+            .collect()
+            .await;
+        for e in fetched.into_iter().filter_map(Result::err) {
+            tracing::warn!("{reference}: a manifest of the index was not stored: {e}");
+        }
+    }
+
+    /// A manifest or index in the store, with the media type its document declares.
+    pub(super) fn stored_manifest(&self, digest: &Digest) -> Option<FetchedManifest> {
+        let bytes = blocking(|| self.store.read_blob(digest, MAX_MANIFEST_BYTES)).ok()?;
+        Some(FetchedManifest {
+            media_type: crate::registry::document_media_type(&bytes),
+            digest: *digest,
+            bytes,
+        })
+    }
+}
+
+/// The manifests an index lists (at most [`MAX_INDEX_CHILDREN`] are stored).
+pub(super) fn index_children(index_bytes: &[u8]) -> Vec<Digest> {
+    #[derive(Deserialize)]
+    struct Entry {
+        digest: String,
+    }
+    #[derive(Deserialize)]
+    struct IndexDoc {
+        #[serde(default)]
+        manifests: Vec<Entry>,
+    }
+    serde_json::from_slice::<IndexDoc>(index_bytes)
+        .map(|doc| {
+            doc.manifests
+                .iter()
+                .filter_map(|e| Digest::parse(&e.digest).ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Indexes with more entries than this are not stored whole (attestation-heavy indexes have
+/// tens; a registry sending thousands is not served them all).
+const MAX_INDEX_CHILDREN: usize = 256;
+
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
 /// A blob a manifest names.
-struct BlobRef {
-    digest: Digest,
-    size: u64,
-    media_type: String,
+pub(super) struct BlobRef {
+    pub(super) digest: Digest,
+    pub(super) size: u64,
+    pub(super) media_type: String,
 }
 
 fn descriptor(d: &Descriptor, reference: &Reference) -> Result<BlobRef, Error> {

@@ -30,6 +30,18 @@ use std::time::Duration;
 
 pub use client::RegistryClient;
 
+/// True for `localhost`, `127.0.0.0/8` and `::1` (with or without a port): registries that
+/// may be reached over plain http.
+pub fn http_is_loopback(host_port: &str) -> bool {
+    http::is_loopback_host(host_port)
+}
+
+/// The media type a manifest or index declares (its `mediaType`, else its shape): what a
+/// stored document is served as.
+pub fn document_media_type(bytes: &[u8]) -> String {
+    http::media_type(None, bytes)
+}
+
 use crate::digest::Digest;
 use crate::error::Error;
 
