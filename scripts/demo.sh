@@ -2,7 +2,8 @@
 # scripts/demo.sh -- imgcache's main job end to end, offline, on a fresh Debian machine.
 #   Starts a loopback registry with sample images and a private dockerd (testenv/up.sh), then:
 #   pull into a fresh cache, verify (fast and deep), save a tarball every engine loads, catch a
-#   damaged copy of it, and load the image into dockerd only when the engine lacks its image ID.
+#   damaged copy of it, load the image into dockerd only when the engine lacks its image ID, and
+#   serve the cache as a registry that dockerd pulls from.
 #   Stops everything it started on exit. Env: IMGCACHE_DEMO (state dir, default /tmp/imgcache-demo).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -48,4 +49,17 @@ docker image rm -f "$REF" >/dev/null 2>&1 || true
 "$IMGCACHE" load "$REF" --engine docker
 GOT="$(docker image inspect -f '{{.Id}}' "$REF")"
 echo "dockerd reports $GOT"
-[ "$GOT" = "$EXPECT" ] && echo "same image ID: done"
+[ "$GOT" = "$EXPECT" ] || { echo "dockerd holds $GOT, not $EXPECT"; exit 1; }
+echo "same image ID"
+
+step "imgcache serve: dockerd pulls the cached image over the registry protocol, with its registry digest"
+"$IMGCACHE" serve --offline --listen 127.0.0.1:0 >"$BASE/demo-out/serve.out" &
+SERVE_PID=$!
+trap 'kill "$SERVE_PID" 2>/dev/null; "$ROOT/scripts/testenv/down.sh" "$BASE" </dev/null >/dev/null 2>&1 || true' EXIT
+for _ in $(seq 100); do grep -q '^listening on ' "$BASE/demo-out/serve.out" && break; sleep 0.1; done
+SERVE="$(sed -n 's|^listening on http://||p' "$BASE/demo-out/serve.out")"
+echo "serving on $SERVE"
+docker pull "$SERVE/busybox:v1"
+docker image inspect -f '{{.Id}} {{.RepoDigests}}' "$SERVE/busybox:v1"
+docker image rm "$SERVE/busybox:v1" >/dev/null
+kill -TERM "$SERVE_PID" && wait "$SERVE_PID" && echo "serve stopped (exit 0): done"

@@ -119,9 +119,14 @@ fn pull_gives_the_digests_skopeo_computes_and_lays_out_the_store() {
         let index = skopeo_raw(&reference, &[]);
         expected_blobs.insert(digest_of(&index));
         let doc: Value = serde_json::from_slice(&index).unwrap();
-        // Every child manifest is stored, whatever platform is pulled (serve answers for them).
+        // Every child manifest and its config are stored, whatever platform is pulled (serve
+        // answers for them).
         for m in doc["manifests"].as_array().unwrap() {
-            expected_blobs.insert(m["digest"].as_str().unwrap().to_owned());
+            let child = m["digest"].as_str().unwrap();
+            expected_blobs.insert(child.to_owned());
+            let bytes = skopeo_raw(&format!("{reg}/multiarch@{child}"), &[]);
+            let parsed: Value = serde_json::from_slice(&bytes).unwrap();
+            expected_blobs.insert(parsed["config"]["digest"].as_str().unwrap().to_owned());
         }
         let child = doc["manifests"]
             .as_array()
@@ -752,7 +757,7 @@ fn fsck_deep_finds_a_corrupt_blob_and_repair_removes_it() {
 // 8. Concurrency.
 
 #[test]
-fn the_child_manifests_of_an_index_are_stored_and_kept_by_prune_until_the_index_goes() {
+fn the_child_manifests_of_an_index_and_their_configs_are_stored_and_kept_by_prune() {
     let c = Sandbox::new();
     let reference = format!("{}/multiarch:v1-list", registry());
     let index = skopeo_raw(&reference, &[]);
@@ -769,6 +774,9 @@ fn the_child_manifests_of_an_index_are_stored_and_kept_by_prune_until_the_index_
     for d in &children {
         assert!(stored.contains(d), "{d} not stored: {stored:?}");
         assert_eq!(digest_of(&c.blob(d)), *d);
+        let child: Value = serde_json::from_slice(&c.blob(d)).unwrap();
+        let config = child["config"]["digest"].as_str().unwrap();
+        assert!(stored.contains(config), "config {config} of {d} not stored");
     }
     // Reachable: prune keeps them, fsck does not call them unreferenced.
     let pruned = c.json(&["prune"]);

@@ -114,17 +114,32 @@ impl Cache {
 
 impl Cache {
     /// Every blob a reference still needs: what the index records, and the child manifests of
-    /// each referenced index (stored at pull time so that `serve` can answer for them).
+    /// each referenced index with their configs (stored at pull time so that `serve` can answer
+    /// for every platform).
     pub(super) fn reachable(&self, index: &Index) -> Result<HashSet<Digest>, Error> {
         let mut out = index.reachable_blobs()?;
         for r in index.refs()? {
             if let Some(i) = r.index_digest
                 && let Ok(bytes) = self.store.read_blob(&i.0, MAX_MANIFEST_BYTES)
             {
-                out.extend(index_children(&bytes));
+                for child in index_children(&bytes) {
+                    out.insert(child);
+                    if let Some(config) = self.manifest_config(&child) {
+                        out.insert(config);
+                    }
+                }
             }
         }
         Ok(out)
+    }
+}
+
+impl Cache {
+    /// The config digest a stored image manifest names.
+    fn manifest_config(&self, manifest: &Digest) -> Option<Digest> {
+        let bytes = self.store.read_blob(manifest, MAX_MANIFEST_BYTES).ok()?;
+        let m: oci_spec::image::ImageManifest = serde_json::from_slice(&bytes).ok()?;
+        Digest::parse(m.config().digest().as_ref()).ok()
     }
 }
 

@@ -445,9 +445,10 @@ impl Cache {
 }
 
 impl Cache {
-    /// Stores every child manifest of an index that the store lacks, each checked against its
-    /// digest. Best effort: a child that cannot be fetched is only a warning, since the
-    /// platform asked for may still be pulled.
+    /// Stores every child manifest of an index that the store lacks, and the config of each
+    /// (kilobytes), all checked against their digests: some clients (containerd 2.x) fetch
+    /// every platform's manifest and config before choosing. Best effort: what cannot be
+    /// fetched is only a warning, since the platform asked for may still be pulled.
     async fn store_index_children(
         &self,
         client: &RegistryClient,
@@ -457,17 +458,36 @@ impl Cache {
         use futures_util::StreamExt;
         let children: Vec<Digest> = index_children(index_bytes)
             .into_iter()
-            .filter(|d| !self.store.has_blob(d))
             .take(MAX_INDEX_CHILDREN)
             .collect();
-        let fetches: Vec<BoxFuture<'_, Result<Digest, Error>>> = children
+        let fetches: Vec<BoxFuture<'_, Result<(), Error>>> = children
             .into_iter()
             .map(|d| -> BoxFuture<'_, _> {
                 Box::pin(async move {
-                    let m = client
-                        .fetch_manifest_by_digest(&reference.registry, &reference.repository, &d)
-                        .await?;
-                    blocking(|| self.store.put_bytes(&m.bytes))
+                    let bytes = match self.stored_manifest(&d) {
+                        Some(m) => m.bytes,
+                        None => {
+                            let m = client
+                                .fetch_manifest_by_digest(
+                                    &reference.registry,
+                                    &reference.repository,
+                                    &d,
+                                )
+                                .await?;
+                            blocking(|| self.store.put_bytes(&m.bytes))?;
+                            m.bytes
+                        }
+                    };
+                    // A nested index or an artifact has no image config to store.
+                    let Ok(m) = serde_json::from_slice::<ImageManifest>(&bytes) else {
+                        return Ok(());
+                    };
+                    let config = descriptor(m.config(), reference)?;
+                    if config.size <= MAX_CONFIG_BYTES {
+                        self.fetch_blob(client, reference, &config, &PullOptions::default())
+                            .await?;
+                    }
+                    Ok(())
                 })
             })
             .collect();

@@ -128,13 +128,14 @@ impl Cache {
             });
         }
         let _gc = blocking(|| self.store.gc_lock(LockMode::Shared))?;
-        let top = match self.probe_client()?.fetch_manifest(&reference).await {
+        // A tag has the cache to fall back on: the origin gets one try.
+        let asker = match wanted {
+            ManifestRef::Tag(_) => self.probe_client()?,
+            ManifestRef::Digest(_) => self.client()?,
+        };
+        let top = match asker.fetch_manifest(&reference).await {
             Ok(top) => top,
-            Err(e) => {
-                return cached.ok_or(e).inspect(|_| {
-                    tracing::warn!("{reference}: answered from the cache: the origin failed");
-                });
-            }
+            Err(e) => return fall_back(&reference, cached, e),
         };
         if cached.as_ref().is_some_and(|c| c.digest == top.digest) {
             return Ok(top);
@@ -142,15 +143,15 @@ impl Cache {
         let client = self.client()?.clone();
         let opts = PullOptions::default();
         match self.pull_top(&client, &reference, top.clone(), &opts).await {
-            Ok(_) => {}
+            Ok(_) => Ok(top),
             // Other platforms' clients can still use the index and its stored children.
             Err(e @ Error::NoPlatform { .. }) => {
                 tracing::info!("{e}: serving the index without pulling an image");
                 blocking(|| self.store.put_bytes(&top.bytes))?;
+                Ok(top)
             }
-            Err(e) => return Err(e),
+            Err(e) => fall_back(&reference, cached, e),
         }
-        Ok(top)
     }
 
     /// Makes the blob present in the store: true when it is there (already, or pulled through
@@ -173,7 +174,9 @@ impl Cache {
             return Ok(false);
         };
         let _gc = blocking(|| self.store.gc_lock(LockMode::Shared))?;
-        let client = self.client()?.clone();
+        // One try per request: a client waiting on an origin that is down gets its 404 soon
+        // (the download itself still resumes after a broken connection).
+        let client = self.probe_client()?.clone();
         let reference = origin.reference(None, Some(*digest));
         self.fetch_blob(&client, &reference, &blob, &PullOptions::default())
             .await?;
@@ -246,6 +249,21 @@ impl Cache {
             }
         }
         Ok(None)
+    }
+}
+
+/// The cached manifest when the origin failed (with a warning that says so), else the failure.
+fn fall_back(
+    reference: &Reference,
+    cached: Option<FetchedManifest>,
+    e: Error,
+) -> Result<FetchedManifest, Error> {
+    match cached {
+        Some(m) => {
+            tracing::warn!("{reference}: answered from the cache, since the origin failed: {e}");
+            Ok(m)
+        }
+        None => Err(e),
     }
 }
 
