@@ -138,24 +138,6 @@ fn load(c: &Sandbox, env: &[(String, String)], engine: &str, o: &Origin, id: &st
     doc
 }
 
-/// `true` (after printing `SKIP test: reason`) when the test environment left `component` out.
-fn skipped(test: &str, component: &str) -> bool {
-    match env().vars.get(&format!("NEWER_SKIP_{component}")) {
-        Some(why) => {
-            eprintln!("SKIP {test}: {why}");
-            true
-        }
-        None => false,
-    }
-}
-
-fn newer(name: &str) -> &'static str {
-    env()
-        .vars
-        .get(name)
-        .unwrap_or_else(|| panic!("{name} is not in env.sh: run scripts/testenv/up.sh"))
-}
-
 /// A directory holding `ctr` (a link to `program`), to put first on imgcache's PATH.
 fn ctr_dir(c: &Sandbox, program: &str) -> PathBuf {
     let dir = c.path("ctr-bin");

@@ -25,17 +25,6 @@ const LAYER_BYTES: usize = 200 * 1024;
 // ---------------------------------------------------------------------------------------------
 // Test images
 
-fn host_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "arm" => "arm",
-        "powerpc64" => "ppc64le",
-        "s390x" => "s390x",
-        other => other,
-    }
-}
-
 /// Pushes an image of `layers` random layers (of [`LAYER_BYTES`]) with skopeo to
 /// `registry/fault-<unique>:v1`, and checks the registry serves it as pushed.
 fn push_image(registry: &str, creds: Option<&str>, layers: usize) -> Image {

@@ -21,3 +21,5 @@ mod load_reuse;
 mod proxy;
 mod reliability;
 mod save_import;
+mod serve_clients;
+mod serve_hostile;

@@ -172,7 +172,10 @@ impl Server {
                 let mut http = hyper::server::conn::http1::Builder::new();
                 http.timer(TokioTimer::new())
                     .header_read_timeout(header_timeout)
-                    .max_buf_size(MAX_HEAD_BYTES)
+                    // max_buf_size alone is checked only while a head is incomplete: a head
+                    // that arrives in a few large reads got past it (up to about 110 KiB).
+                    .max_header_size(MAX_HEAD_BYTES)
+                    .max_buf_size(MAX_HEAD_BYTES + 16 * 1024)
                     .max_headers(MAX_HEADERS);
                 let result = match tls {
                     None => {

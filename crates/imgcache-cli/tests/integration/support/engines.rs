@@ -306,3 +306,34 @@ fn parse_records(text: &str) -> Vec<(String, String)> {
         .map(|c| (c[0].to_owned(), c[2].to_owned()))
         .collect()
 }
+
+/// `true` (after printing `SKIP test: reason`) when the test environment left `component` out
+/// (`NEWER_SKIP_<component>` in env.sh: a sid package that could not be fetched).
+pub fn skipped(test: &str, component: &str) -> bool {
+    match env().vars.get(&format!("NEWER_SKIP_{component}")) {
+        Some(why) => {
+            eprintln!("SKIP {test}: {why}");
+            true
+        }
+        None => false,
+    }
+}
+
+/// A variable of env.sh that the newer engines set.
+pub fn newer(name: &str) -> &'static str {
+    env()
+        .vars
+        .get(name)
+        .unwrap_or_else(|| panic!("{name} is not in env.sh: run scripts/testenv/up.sh"))
+}
+
+/// This machine's architecture as images name it.
+pub fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "arm" => "arm",
+        "powerpc64" => "ppc64le",
+        other => other,
+    }
+}

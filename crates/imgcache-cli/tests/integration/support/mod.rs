@@ -8,6 +8,7 @@ mod images;
 mod registry_log;
 mod relay;
 mod sandbox;
+mod serve;
 mod tarballs;
 mod tmpfs;
 
@@ -17,6 +18,7 @@ pub use images::*;
 pub use registry_log::*;
 pub use relay::*;
 pub use sandbox::*;
+pub use serve::*;
 pub use tarballs::*;
 pub use tmpfs::*;
 
