@@ -91,13 +91,16 @@ fn config_digest(manifest: &[u8]) -> String {
     doc["config"]["digest"].as_str().unwrap().to_owned()
 }
 
-/// A free loopback port (nothing listens on it once this returns).
+/// A free loopback port below the kernel's ephemeral range (32768 and up), so that no server
+/// of another test listening on port 0 gets it once this registry has stopped. Regression: a
+/// stopped private registry's port, taken at once by another test's `serve`, "still answered".
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    loop {
+        let port = 20_000 + (nanos() % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// `imgcache serve` of a sandbox's cache, logging its accesses; a client run that fails stops

@@ -2048,3 +2048,74 @@ fn a_bare_name_cached_from_two_registries_is_name_unknown_naming_both() {
     stop(srv, "ambiguous name");
     sb.assert_fsck_deep_spotless();
 }
+
+// ---------------------------------------------------------------------------------------------
+// 9. Garbage collection while a response reads a blob
+
+/// `rm` then `prune` while a client is half-way through a layer: prune waits for the GC lock
+/// the response holds (it says so), the client gets every byte of the layer, and only then is
+/// the blob deleted.
+#[test]
+fn prune_waits_for_a_response_reading_the_blob_it_would_delete() {
+    let sb = Sandbox::new();
+    let c = cache_big(&sb);
+    let (layer, size) = c.big_layer();
+    let srv = Serving::start(&sb, &["--offline"]);
+    let mut s = connect(&srv.addr);
+    s.write_all(&request("GET", &c.blob_path(&layer), &[], b""))
+        .unwrap();
+    // The head and the first MiB of the body, kept.
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let body_start = loop {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed after {} bytes", got.len());
+        got.extend_from_slice(&buf[..n]);
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n")
+            && got.len() - end - 4 >= 1 << 20
+        {
+            break end + 4;
+        }
+    };
+    assert!(got.starts_with(b"HTTP/1.1 200"));
+    let reference = big_image().reference.clone();
+    sb.json(&["rm", &reference]);
+    let mut prune = sb.command(&["prune", "--json"]);
+    prune.env("IMGCACHE_LOG", "info");
+    let mut prune = prune.spawn().unwrap();
+    // prune says it waits for the lock the response holds (a liveness bound, not a speed one).
+    let stderr = prune.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            tx.send(line).ok();
+        }
+    });
+    let waiting = rx
+        .recv_timeout(LIVENESS)
+        .expect("prune printed nothing while the response held the GC lock");
+    assert!(
+        waiting.contains("waiting for the lock") && waiting.contains("gc.lock"),
+        "{waiting}"
+    );
+    assert!(
+        sb.blob_path(&layer).exists(),
+        "prune deleted the blob being read"
+    );
+    // The rest of the body: every byte of the layer, as stored.
+    s.read_to_end(&mut got).unwrap();
+    let body = &got[body_start..];
+    assert_eq!(body.len() as u64, size);
+    assert_eq!(digest_of(body), layer);
+    drop(s);
+    let out = prune.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "prune: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["blobs_removed"].as_u64().unwrap() >= 2, "{report:#}");
+    assert!(!sb.blob_path(&layer).exists(), "prune left the blob");
+    stop(srv, "after prune");
+}

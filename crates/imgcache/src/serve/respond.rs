@@ -474,6 +474,9 @@ impl FileBody {
     fn spawn(blob: ServedBlob, start: u64, end: u64) -> Self {
         let (tx, rx) = mpsc::channel(CHUNKS_AHEAD);
         tokio::task::spawn_blocking(move || {
+            // The whole of `blob`, its GC lock too: a closure that used only `blob.file` would
+            // capture that field alone and drop the lock at once.
+            let blob = blob;
             let mut offset = start;
             while offset < end {
                 let n = usize::try_from(end - offset).unwrap_or(CHUNK).min(CHUNK);
