@@ -9,14 +9,14 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use http_body_util::combinators::BoxBody;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
-use tokio::sync::{OnceCell, mpsc};
+use tokio::sync::OnceCell;
 
 use super::resolve::{Unresolved, resolve};
 use super::route::{Route, RouteError};
@@ -27,9 +27,8 @@ use crate::registry::{FetchedManifest, MEDIA_TYPE_OCI_INDEX};
 
 pub type Body = BoxBody<Bytes, io::Error>;
 
-/// Bytes read from a blob file per chunk; a response holds at most `CHUNKS_AHEAD` of them.
-const CHUNK: usize = 256 * 1024;
-const CHUNKS_AHEAD: usize = 4;
+/// Bytes read from a blob file per chunk; a response holds one at a time.
+const CHUNK: usize = 64 * 1024;
 
 /// `tags/list` and `_catalog` pages are at most this long, whatever `n` asks.
 const MAX_PAGE: usize = 10_000;
@@ -410,7 +409,7 @@ async fn blob_response(
     resp.headers_mut()
         .insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
     if let Some(blob) = blob {
-        *resp.body_mut() = FileBody::spawn(blob, start, end).boxed();
+        *resp.body_mut() = FileBody::new(blob, start, end).boxed();
     }
     Ok(resp)
 }
@@ -463,39 +462,23 @@ impl Range {
     }
 }
 
-/// A blob's bytes `start..end`, read on a blocking thread a chunk at a time: at most
-/// `CHUNKS_AHEAD` chunks wait for a slow client. The thread stops when the client goes.
+/// A blob's bytes `start..end`, read a chunk at a time as hyper asks for the next one, so a
+/// response holds one chunk at most, however slow its client. The read happens on the runtime's
+/// thread: served blobs are mostly in the page cache (a read of a chunk takes tens of
+/// microseconds), and handing each chunk over from a blocking thread cost more than the read
+/// (measured: futex wake-ups were most of serve's system time, and skopeo clients got slower).
 struct FileBody {
-    rx: mpsc::Receiver<io::Result<Bytes>>,
-    remaining: u64,
+    blob: ServedBlob,
+    offset: u64,
+    end: u64,
 }
 
 impl FileBody {
-    fn spawn(blob: ServedBlob, start: u64, end: u64) -> Self {
-        let (tx, rx) = mpsc::channel(CHUNKS_AHEAD);
-        tokio::task::spawn_blocking(move || {
-            // The whole of `blob`, its GC lock too: a closure that used only `blob.file` would
-            // capture that field alone and drop the lock at once.
-            let blob = blob;
-            let mut offset = start;
-            while offset < end {
-                let n = usize::try_from(end - offset).unwrap_or(CHUNK).min(CHUNK);
-                let mut buf = vec![0u8; n];
-                let chunk = blob
-                    .file
-                    .read_exact_at(&mut buf, offset)
-                    .map(|()| Bytes::from(buf));
-                let failed = chunk.is_err();
-                if tx.blocking_send(chunk).is_err() || failed {
-                    break;
-                }
-                offset += n as u64;
-            }
-            // `blob` (and the GC lock it holds) is released here.
-        });
+    fn new(blob: ServedBlob, start: u64, end: u64) -> Self {
         Self {
-            rx,
-            remaining: end - start,
+            blob,
+            offset: start,
+            end,
         }
     }
 }
@@ -506,30 +489,34 @@ impl hyper::body::Body for FileBody {
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
+        _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        if self.remaining == 0 {
+        if self.offset >= self.end {
             return Poll::Ready(None);
         }
-        self.rx.poll_recv(cx).map(|chunk| match chunk {
-            Some(Ok(b)) => {
-                self.remaining -= b.len() as u64;
-                Some(Ok(Frame::data(b)))
+        let n = usize::try_from(self.end - self.offset)
+            .unwrap_or(CHUNK)
+            .min(CHUNK);
+        let mut buf = BytesMut::zeroed(n);
+        match self.blob.file.read_exact_at(&mut buf, self.offset) {
+            Ok(()) => {
+                self.offset += n as u64;
+                Poll::Ready(Some(Ok(Frame::data(buf.freeze()))))
             }
-            Some(Err(e)) => Some(Err(e)),
-            None => Some(Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the blob reader stopped early",
-            ))),
-        })
+            Err(e) => {
+                // No more frames after a failed read: hyper cuts the response.
+                self.offset = self.end;
+                Poll::Ready(Some(Err(e)))
+            }
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.remaining == 0
+        self.offset >= self.end
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.remaining)
+        SizeHint::with_exact(self.end - self.offset)
     }
 }
 
