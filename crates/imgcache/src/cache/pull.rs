@@ -112,18 +112,7 @@ impl Cache {
             self.store_index_children(client, reference, &top.bytes)
                 .await;
             let child = select_platform(&name, &top.bytes, &platform)?;
-            let m = match self.stored_manifest(&child) {
-                Some(m) => m,
-                None => {
-                    client
-                        .fetch_manifest_by_digest(
-                            &reference.registry,
-                            &reference.repository,
-                            &child,
-                        )
-                        .await?
-                }
-            };
+            let m = self.manifest_by_digest(client, reference, &child).await?;
             (Some(top.bytes), m)
         } else {
             (None, top)
@@ -464,20 +453,7 @@ impl Cache {
             .into_iter()
             .map(|d| -> BoxFuture<'_, _> {
                 Box::pin(async move {
-                    let bytes = match self.stored_manifest(&d) {
-                        Some(m) => m.bytes,
-                        None => {
-                            let m = client
-                                .fetch_manifest_by_digest(
-                                    &reference.registry,
-                                    &reference.repository,
-                                    &d,
-                                )
-                                .await?;
-                            blocking(|| self.store.put_bytes(&m.bytes))?;
-                            m.bytes
-                        }
-                    };
+                    let bytes = self.manifest_by_digest(client, reference, &d).await?.bytes;
                     // A nested index or an artifact has no image config to store.
                     let Ok(m) = serde_json::from_slice::<ImageManifest>(&bytes) else {
                         return Ok(());
@@ -498,6 +474,24 @@ impl Cache {
         for e in fetched.into_iter().filter_map(Result::err) {
             tracing::warn!("{reference}: a manifest of the index was not stored: {e}");
         }
+    }
+
+    /// A manifest by digest: from the store, else fetched (checked against the digest) and
+    /// stored.
+    async fn manifest_by_digest(
+        &self,
+        client: &RegistryClient,
+        reference: &Reference,
+        digest: &Digest,
+    ) -> Result<FetchedManifest, Error> {
+        if let Some(m) = self.stored_manifest(digest) {
+            return Ok(m);
+        }
+        let m = client
+            .fetch_manifest_by_digest(&reference.registry, &reference.repository, digest)
+            .await?;
+        blocking(|| self.store.put_bytes(&m.bytes))?;
+        Ok(m)
     }
 
     /// A manifest or index in the store, with the media type its document declares.
