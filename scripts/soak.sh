@@ -211,12 +211,18 @@ if [ "$IMAGE" = small ]; then REFS=("$REG/soak-busybox:v1" "$REG/soak-multiarch:
 case "$(uname -m)" in x86_64) ARCH=amd64 ;; aarch64) ARCH=arm64 ;; *) ARCH="$(uname -m)" ;; esac
 declare -A WANT_ID BLOB_SIZE
 declare -a IMG_BLOBS   # per image index: "digest digest ..." (config and layers)
+declare -a EXTRA_BLOBS # per image index: the other platforms' configs, which a pull also stores
 N_IMG=${#REFS[@]}
 for i in $(seq 0 $((N_IMG - 1))); do
   ref="${REFS[$i]}"
   raw="$("${SK[@]}" inspect --raw --tls-verify=false "docker://$ref")" || die "skopeo inspect $ref"
   if jq -e '.manifests' <<<"$raw" >/dev/null; then
     child="$(jq -r --arg a "$ARCH" '[.manifests[] | select(.platform.os == "linux" and .platform.architecture == $a)][0].digest' <<<"$raw")"
+    for other in $(jq -r --arg c "$child" '.manifests[] | select(.digest != $c) | .digest' <<<"$raw"); do
+      oraw="$("${SK[@]}" inspect --raw --tls-verify=false "docker://${ref%:*}@$other")" || die "skopeo inspect $ref@$other"
+      EXTRA_BLOBS[i]+=" $(jq -r .config.digest <<<"$oraw")"
+      BLOB_SIZE[$(jq -r .config.digest <<<"$oraw")]="$(jq -r .config.size <<<"$oraw")"
+    done
     raw="$("${SK[@]}" inspect --raw --tls-verify=false "docker://${ref%:*}@$child")" || die "skopeo inspect $ref@$child"
   fi
   WANT_ID[$ref]="$(jq -r .config.digest <<<"$raw")"
@@ -453,7 +459,7 @@ while [ "$KILLED" -lt "$KILLS" ] && [ "$ROUND" -lt $((4 * KILLS)) ]; do
   expected=0
   declare -A SEEN=()
   for j in $(seq 0 $((N_IMG - 1))); do
-    for d in ${IMG_BLOBS[$j]}; do
+    for d in ${IMG_BLOBS[$j]} ${EXTRA_BLOBS[$j]:-}; do
       [ -n "${SEEN[$d]:-}" ] && continue; SEEN[$d]=1
       [ -f "$CACHE/blobs/sha256/${d#sha256:}" ] && continue
       expected=$((expected + BLOB_SIZE[$d] - ${PART[$d]:-0}))

@@ -20,6 +20,8 @@
 //!    per blob at the origin, and `fsck --deep` is clean.
 //! 7. A tag is answered from the cache while the origin is down; `--offline` never contacts the
 //!    origin.
+//! 8. https with `--tls-cert`/`--tls-key`: skopeo trusting the CA gets the origin's bytes, one
+//!    without it is refused.
 //!
 //! Each test has its own cache (a [`Sandbox`]) and its own `imgcache serve` on a free port,
 //! stopped by its PID (SIGTERM, exit 0 asserted); the server logs its accesses
@@ -675,12 +677,22 @@ fn dockerd20_pulls_by_tag_and_by_digest_from_serve_with_the_cached_image_id() {
         }
     }
     let log = server.stop();
-    for path in [
-        "/v2/busybox/manifests/v1".to_owned(),
-        format!("/v2/busybox/manifests/{}", origin.digest),
-    ] {
-        assert!(answered(&log, &path), "no 200 for {path}:\n{log}");
-    }
+    // The tag is resolved at serve. The pull by digest may need no manifest request at all:
+    // dockerd 20.10 keeps the manifests it pulled in its containerd's content store, and the
+    // shared daemon may hold this one from another test (regression: this test asserted a GET
+    // by digest and failed whenever it ran after one).
+    assert!(
+        answered(&log, "/v2/busybox/manifests/v1"),
+        "no 200 for the tag:\n{log}"
+    );
+    let contacts = accesses(&log)
+        .iter()
+        .filter(|l| l.starts_with("GET /v2/ "))
+        .count();
+    assert!(
+        contacts >= 2,
+        "dockerd did not come back for the digest:\n{log}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1362,4 +1374,61 @@ fn offline_serving_never_contacts_the_origin() {
         Vec::<String>::new(),
         "--offline asked the origin"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8. https
+
+/// `--tls-cert` and `--tls-key`: the line names an https URL; skopeo, trusting the CA through
+/// `--cert-dir` (TLS verified), gets the origin's bytes; a client without the CA is refused.
+#[test]
+fn serve_speaks_https_with_the_certificate_it_is_given() {
+    let sb = Sandbox::new();
+    let origin = Manifest::of(registry(), "busybox:v1");
+    sb.pull(&format!("{}/busybox:v1", registry()));
+    let tls = PathBuf::from(&env().vars["TEST_REGISTRY_TLS_CERT_DIR"]);
+    let (cert, key) = (tls.join("server.pem"), tls.join("server-key.pem"));
+    let serving = Serving::start(
+        &sb,
+        &[
+            "--offline",
+            "--tls-cert",
+            path_str(&cert),
+            "--tls-key",
+            path_str(&key),
+        ],
+    );
+    assert!(
+        serving.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        serving.url
+    );
+    let cert_dir = sb.path("certs");
+    fs::create_dir_all(&cert_dir).unwrap();
+    fs::copy(tls.join("ca.crt"), cert_dir.join("ca.crt")).unwrap();
+    let reference = format!("docker://{}/busybox:v1", serving.addr);
+    let got = output_of(&mut skopeo(
+        &sb,
+        &[
+            "inspect",
+            "--cert-dir",
+            path_str(&cert_dir),
+            "--raw",
+            &reference,
+        ],
+    ))
+    .ok("skopeo inspect over https with the CA");
+    assert!(
+        got.stdout.as_bytes() == origin.raw.as_slice(),
+        "other bytes over https"
+    );
+    let untrusted = output_of(&mut skopeo(&sb, &["inspect", "--raw", &reference]));
+    assert_ne!(untrusted.code, 0, "an untrusted certificate was accepted");
+    assert!(
+        untrusted.stderr.contains("certificate"),
+        "{}",
+        untrusted.stderr
+    );
+    let (status, stderr) = serving.stop();
+    assert!(status.success(), "{stderr}");
 }
