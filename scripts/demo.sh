@@ -55,7 +55,7 @@ echo "same image ID"
 step "imgcache serve: dockerd pulls the cached image over the registry protocol, with its registry digest"
 "$IMGCACHE" serve --offline --listen 127.0.0.1:0 >"$BASE/demo-out/serve.out" &
 SERVE_PID=$!
-trap 'kill "$SERVE_PID" 2>/dev/null; "$ROOT/scripts/testenv/down.sh" "$BASE" </dev/null >/dev/null 2>&1 || true' EXIT
+trap 'kill "$SERVE_PID" 2>/dev/null || true; "$ROOT/scripts/testenv/down.sh" "$BASE" </dev/null >/dev/null 2>&1 || true' EXIT
 for _ in $(seq 100); do grep -q '^listening on ' "$BASE/demo-out/serve.out" && break; sleep 0.1; done
 SERVE="$(sed -n 's|^listening on http://||p' "$BASE/demo-out/serve.out")"
 echo "serving on $SERVE"
