@@ -312,35 +312,6 @@ fn save_without_the_stored_index_names_the_manifest() {
 // ---------------------------------------------------------------------------------------------
 // 2. Docker's containerd image store (dockerd 28)
 
-/// Removes, when dropped, the image records of dockerd 28 named by the given repositories
-/// (exactly by name, with ctr in the engine's namespace).
-struct Dockerd28Cleanup {
-    repos: Vec<String>,
-}
-
-impl Drop for Dockerd28Cleanup {
-    fn drop(&mut self) {
-        let ctr = |args: &[&str]| {
-            output_of(
-                Command::new("ctr")
-                    .args(["-a", newer("NEWER_DOCKERD28_CONTAINERD_ADDRESS")])
-                    .args(["-n", newer("NEWER_DOCKERD28_NAMESPACE")])
-                    .args(args),
-            )
-        };
-        let listed = ctr(&["images", "ls", "-q"]).stdout;
-        for name in listed.lines() {
-            if self
-                .repos
-                .iter()
-                .any(|r| name.starts_with(&format!("{r}:")) || name.starts_with(&format!("{r}@")))
-            {
-                ctr(&["images", "rm", "--sync", name]);
-            }
-        }
-    }
-}
-
 /// The docker CLI of the newer engines (28) talking to `host`.
 fn docker_at(host: &str, args: &[&str]) -> Run {
     docker_cli_at(newer("NEWER_DOCKER_CLI"), host, args)

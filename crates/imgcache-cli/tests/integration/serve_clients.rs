@@ -707,29 +707,6 @@ fn docker28(args: &[&str]) -> Run {
     )
 }
 
-/// Removes, when dropped, exactly the named image records of dockerd 28 (with ctr in the
-/// engine's namespace: there `docker rmi` of a digest also drops other names of it).
-struct Dockerd28Cleanup {
-    names: Vec<String>,
-}
-
-impl Drop for Dockerd28Cleanup {
-    fn drop(&mut self) {
-        let ctr = |args: &[&str]| {
-            output_of(
-                Command::new("ctr")
-                    .args(["-a", newer("NEWER_DOCKERD28_CONTAINERD_ADDRESS")])
-                    .args(["-n", newer("NEWER_DOCKERD28_NAMESPACE")])
-                    .args(args),
-            )
-        };
-        let listed = ctr(&["images", "ls", "-q"]).stdout;
-        for name in listed.lines().filter(|n| self.names.iter().any(|m| m == n)) {
-            ctr(&["images", "rm", "--sync", name]);
-        }
-    }
-}
-
 #[test]
 fn dockerd28_containerd_store_records_the_origin_manifest_and_index_digests() {
     let test = "dockerd28_containerd_store_records_the_origin_manifest_and_index_digests";
@@ -745,18 +722,11 @@ fn dockerd28_containerd_store_records_the_origin_manifest_and_index_digests() {
         sb.pull(&format!("{}/{}", registry(), o.tag));
     }
     let mut server = Server::start(&sb, &[]);
-    let names: Vec<String> = origins
-        .iter()
-        .flat_map(|o| {
-            let name = format!("{}/{}", server.addr, o.repo());
-            [
-                format!("{name}:{}", o.tag_only()),
-                format!("{name}@{}", o.digest),
-            ]
-        })
-        .collect();
     let _cleanup = Dockerd28Cleanup {
-        names: names.clone(),
+        repos: origins
+            .iter()
+            .map(|o| format!("{}/{}", server.addr, o.repo()))
+            .collect(),
     };
     for o in &origins {
         let name = format!("{}/{}", server.addr, o.tag);

@@ -337,3 +337,32 @@ pub fn host_arch() -> &'static str {
         other => other,
     }
 }
+
+/// Removes, when dropped, the image records of dockerd 28 named by the given repositories
+/// (exactly by name, with ctr in the engine's namespace).
+pub struct Dockerd28Cleanup {
+    pub repos: Vec<String>,
+}
+
+impl Drop for Dockerd28Cleanup {
+    fn drop(&mut self) {
+        let ctr = |args: &[&str]| {
+            output_of(
+                Command::new("ctr")
+                    .args(["-a", newer("NEWER_DOCKERD28_CONTAINERD_ADDRESS")])
+                    .args(["-n", newer("NEWER_DOCKERD28_NAMESPACE")])
+                    .args(args),
+            )
+        };
+        let listed = ctr(&["images", "ls", "-q"]).stdout;
+        for name in listed.lines() {
+            if self
+                .repos
+                .iter()
+                .any(|r| name.starts_with(&format!("{r}:")) || name.starts_with(&format!("{r}@")))
+            {
+                ctr(&["images", "rm", "--sync", name]);
+            }
+        }
+    }
+}
