@@ -175,16 +175,7 @@ V1_DIGEST="$(reg_digest kicbase:v1)"
 [[ "$V1_DIGEST" == sha256:* ]] || die "cannot read the digest of $REF"
 
 # ---- one-time: the skopeo docker-archive of the same image, tagged REF ---------------------------
-ASTAMP="$ED/.archive-${V1_DIGEST#sha256:}"
-a_tag="$(tar -xOf "$ARCHIVE" manifest.json 2>/dev/null | jq -r '.[0].RepoTags[0]' 2>/dev/null)"
-if [ ! -e "$ASTAMP" ] || [ ! -s "$ARCHIVE" ] || [ "$a_tag" != "$REF" ]; then
-  log "skopeo copy docker://$REF docker-archive:$ARCHIVE:$REF"
-  rm -f "$ARCHIVE" "$ED"/.archive-*
-  "${SK[@]}" copy -q --src-tls-verify=false "docker://$REF" "docker-archive:$ARCHIVE:$REF" >&2 || die "skopeo docker-archive failed"
-  a_id="sha256:$("${SK[@]}" inspect --config --raw "docker-archive:$ARCHIVE" | sha256sum | cut -d' ' -f1)"
-  [ "$a_id" = "$IMAGE_ID" ] || die "the docker-archive holds image $a_id, expected $IMAGE_ID"
-  touch "$ASTAMP"
-fi
+ensure_archive "$REF" "$ARCHIVE" "$REF" "$ED/.archive-${V1_DIGEST#sha256:}" "$IMAGE_ID"
 ARCHIVE_BYTES="$(stat -c %s "$ARCHIVE")"
 
 # ---- one-time (row 4): kicbase:v2, the next version of v1 ------------------------------------------
@@ -287,16 +278,7 @@ if want 4; then
   push "oci:$V2_LAYOUT:$V2_TAG" kicbase:v2 || die "push $REF2 failed"
   V2_DIGEST="$(reg_digest kicbase:v2)"
   [[ "$V2_DIGEST" == sha256:* ]] || die "cannot read the digest of $REF2"
-  ASTAMP2="$ED/.archive2-${V2_DIGEST#sha256:}"
-  a_tag="$(tar -xOf "$ARCHIVE2" manifest.json 2>/dev/null | jq -r '.[0].RepoTags[0]' 2>/dev/null)"
-  if [ ! -e "$ASTAMP2" ] || [ ! -s "$ARCHIVE2" ] || [ "$a_tag" != "$REF2" ]; then
-    log "skopeo copy docker://$REF2 docker-archive:$ARCHIVE2:$REF2"
-    rm -f "$ARCHIVE2" "$ED"/.archive2-*
-    "${SK[@]}" copy -q --src-tls-verify=false "docker://$REF2" "docker-archive:$ARCHIVE2:$REF2" >&2 || die "skopeo docker-archive of $REF2 failed"
-    a_id="sha256:$("${SK[@]}" inspect --config --raw "docker-archive:$ARCHIVE2" | sha256sum | cut -d' ' -f1)"
-    [ "$a_id" = "$V2_ID" ] || die "the docker-archive of $REF2 holds image $a_id, expected $V2_ID"
-    touch "$ASTAMP2"
-  fi
+  ensure_archive "$REF2" "$ARCHIVE2" "$REF2" "$ED/.archive2-${V2_DIGEST#sha256:}" "$V2_ID"
   ARCHIVE2_BYTES="$(stat -c %s "$ARCHIVE2")"
 fi
 

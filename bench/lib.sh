@@ -88,6 +88,22 @@ reg_digest() { "${SK[@]}" inspect --raw --tls-verify=false "docker://$REG/$1" | 
 declare -gA NA
 BAD=0        # imgcache gave a wrong answer
 UNMEASURED=0 # a timed imgcache run did not do the work of its row
+# ensure_archive REF FILE TAG STAMP WANT_ID : FILE is skopeo's docker-archive of REF, tagged TAG,
+# made once: kept while the STAMP file (named after REF's manifest digest, e.g. DIR/.archive-HEX)
+# exists and FILE's tag is TAG; otherwise made again (older stamps of the same prefix removed)
+# and checked to hold image WANT_ID.
+ensure_archive() {
+  local ref="$1" file="$2" tag="$3" stamp="$4" want="$5" a_tag a_id
+  a_tag="$(tar -xOf "$file" manifest.json 2>/dev/null | jq -r '.[0].RepoTags[0]' 2>/dev/null)"
+  if [ -e "$stamp" ] && [ -s "$file" ] && [ "$a_tag" = "$tag" ]; then return 0; fi
+  log "skopeo copy docker://$ref docker-archive:$file:$tag"
+  rm -f "$file" "${stamp%-*}"-*
+  "${SK[@]}" copy -q --src-tls-verify=false "docker://$ref" "docker-archive:$file:$tag" >&2 || die "skopeo docker-archive of $ref failed"
+  a_id="sha256:$("${SK[@]}" inspect --config --raw "docker-archive:$file" | sha256sum | cut -d' ' -f1)"
+  [ "$a_id" = "$want" ] || die "the docker-archive of $ref holds image $a_id, expected $want"
+  touch "$stamp"
+}
+
 warm() { # warm FILE... : read the files into the page cache
   log "warming the page cache: $# files, $(fmt_b "$(du -cb "$@" | tail -1 | cut -f1)")"
   cat "$@" >/dev/null

@@ -64,7 +64,8 @@ export -n PIGZ # pigz and unpigz read options from $PIGZ (see engine.sh)
 MEASURE="${MEASURE-1 2 3 4}"
 REG="127.0.0.1:$PORT"
 REF="$REG/kicbase:v1"
-ARCHIVE_TAG=kicbase:v1
+# As skopeo writes it in RepoTags (it normalizes a bare name), so the archive is reused between runs.
+ARCHIVE_TAG=docker.io/library/kicbase:v1
 DOCKER=/usr/bin/docker
 RSS_TARGET_KIB=65536
 
@@ -167,16 +168,7 @@ while IFS= read -r f; do REG_BLOBS+=("$f"); done < <(find "$REGDATA/docker/regis
 
 # the docker-archive of row 4 (tag kicbase:v1)
 if want 4; then
-  ASTAMP="$SD/.archive-${V1_DIGEST#sha256:}"
-  a_tag="$(tar -xOf "$ARCHIVE" manifest.json 2>/dev/null | jq -r '.[0].RepoTags[0]' 2>/dev/null)"
-  if [ ! -e "$ASTAMP" ] || [ ! -s "$ARCHIVE" ] || [ "$a_tag" != "$ARCHIVE_TAG" ]; then
-    log "skopeo copy docker://$REF docker-archive:$ARCHIVE:$ARCHIVE_TAG"
-    rm -f "$ARCHIVE" "$SD"/.archive-*
-    "${SK[@]}" copy -q --src-tls-verify=false "docker://$REF" "docker-archive:$ARCHIVE:$ARCHIVE_TAG" >&2 || die "skopeo docker-archive failed"
-    a_id="sha256:$("${SK[@]}" inspect --config --raw "docker-archive:$ARCHIVE" | sha256sum | cut -d' ' -f1)"
-    [ "$a_id" = "$IMAGE_ID" ] || die "the docker-archive holds image $a_id, expected $IMAGE_ID"
-    touch "$ASTAMP"
-  fi
+  ensure_archive "$REF" "$ARCHIVE" "$ARCHIVE_TAG" "$SD/.archive-${V1_DIGEST#sha256:}" "$IMAGE_ID"
   ARCHIVE_BYTES="$(stat -c %s "$ARCHIVE")"
 fi
 

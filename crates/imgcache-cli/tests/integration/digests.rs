@@ -73,18 +73,7 @@ fn origins(what: &str) -> Vec<Origin> {
                 unique_name(&format!("{what}-{}", src.replace([':', '.'], "-")))
             );
             let reference = format!("{repo}:v1");
-            output_of(Command::new("skopeo").args([
-                "--insecure-policy",
-                "copy",
-                "--quiet",
-                "--all",
-                "--preserve-digests",
-                "--src-tls-verify=false",
-                "--dest-tls-verify=false",
-                &format!("docker://{from}"),
-                &format!("docker://{reference}"),
-            ]))
-            .ok(&format!("skopeo copy {from} {reference}"));
+            copy_between_registries(&from, &reference);
             assert_eq!(
                 digest_of(&skopeo_raw(&reference, &[])),
                 digest,
@@ -315,19 +304,6 @@ fn save_without_the_stored_index_names_the_manifest() {
 /// The docker CLI of the newer engines (28) talking to `host`.
 fn docker_at(host: &str, args: &[&str]) -> Run {
     docker_cli_at(newer("NEWER_DOCKER_CLI"), host, args)
-}
-
-/// `RepoDigests` of `reference`, by `image inspect` through `cli` (docker or podman).
-fn repo_digests(cli: impl Fn(&[&str]) -> Run, reference: &str) -> Vec<String> {
-    let got = cli(&[
-        "image",
-        "inspect",
-        "--format",
-        "{{json .RepoDigests}}",
-        reference,
-    ])
-    .ok("image inspect RepoDigests");
-    serde_json::from_str(got.stdout.trim()).unwrap()
 }
 
 fn docker_cli_at(cli: &str, host: &str, args: &[&str]) -> Run {

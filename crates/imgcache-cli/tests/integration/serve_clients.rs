@@ -362,19 +362,6 @@ fn dir_holds(dir: &Path, top: &[u8]) -> BTreeSet<String> {
     blobs
 }
 
-/// `RepoDigests` of `reference`, by `image inspect` through `cli` (docker or podman).
-fn repo_digests(cli: impl Fn(&[&str]) -> Run, reference: &str) -> Vec<String> {
-    let got = cli(&[
-        "image",
-        "inspect",
-        "--format",
-        "{{json .RepoDigests}}",
-        reference,
-    ])
-    .ok("image inspect RepoDigests");
-    serde_json::from_str(got.stdout.trim()).unwrap()
-}
-
 /// The `.Id` (docker) or `.Digest` (podman) `image inspect` gives, by `cli`.
 fn inspect_field(cli: impl Fn(&[&str]) -> Run, reference: &str, field: &str) -> String {
     let got = cli(&["image", "inspect", "--format", field, reference])
@@ -433,18 +420,7 @@ impl PrivateRegistry {
     /// manifest as this registry serves it, the same bytes as there.
     fn copy_from_main(&self, tag: &str) -> Manifest {
         let from = format!("{}/{tag}", registry());
-        output_of(Command::new("skopeo").args([
-            "--insecure-policy",
-            "copy",
-            "--quiet",
-            "--all",
-            "--preserve-digests",
-            "--src-tls-verify=false",
-            "--dest-tls-verify=false",
-            &format!("docker://{from}"),
-            &format!("docker://{}", self.reference(tag)),
-        ]))
-        .ok(&format!("skopeo copy {from} to {}", self.addr));
+        copy_between_registries(&from, &self.reference(tag));
         let here = Manifest::of(&self.addr, tag);
         assert_eq!(here.raw, Manifest::of(registry(), tag).raw, "{tag}");
         here
@@ -541,14 +517,8 @@ struct FreshIndex {
 }
 
 fn push_index(registry: &str, repo: &str) -> FreshIndex {
-    let dir = tempdir();
-    let blob_dir = dir.path().join("blobs/sha256");
-    fs::create_dir_all(&blob_dir).unwrap();
-    let put = |data: &[u8]| -> String {
-        let d = digest_of(data);
-        fs::write(blob_dir.join(hex(&d)), data).unwrap();
-        d
-    };
+    let layout = Layout::new();
+    let put = |data: &[u8]| layout.put(data);
     let mut blobs = BTreeSet::new();
     let mut children = Vec::new();
     for (arch, variant) in [("amd64", None), ("arm64", Some("v8"))] {
@@ -589,32 +559,9 @@ fn push_index(registry: &str, repo: &str) -> FreshIndex {
         "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children,
     }))
     .unwrap();
-    let digest = put(&bytes);
-    fs::write(
-        dir.path().join("oci-layout"),
-        br#"{"imageLayoutVersion":"1.0.0"}"#,
-    )
-    .unwrap();
-    let layout_index = json!({
-        "schemaVersion": 2,
-        "manifests": [{
-            "mediaType": OCI_INDEX, "digest": digest, "size": bytes.len(),
-            "annotations": {"org.opencontainers.image.ref.name": "v1"}
-        }]
-    });
-    fs::write(dir.path().join("index.json"), layout_index.to_string()).unwrap();
+    let digest = digest_of(&bytes);
     let dest = format!("{registry}/{repo}:v1");
-    output_of(Command::new("skopeo").args([
-        "--insecure-policy",
-        "copy",
-        "--quiet",
-        "--all",
-        "--preserve-digests",
-        "--dest-tls-verify=false",
-        &format!("oci:{}:v1", path_str(dir.path())),
-        &format!("docker://{dest}"),
-    ]))
-    .ok(&format!("skopeo copy of an index to {dest}"));
+    layout.push_v1(OCI_INDEX, &bytes, &dest, None);
     assert_eq!(skopeo_raw(&dest, &[]), bytes, "{dest}");
     FreshIndex {
         repo: repo.to_owned(),

@@ -366,3 +366,16 @@ impl Drop for Dockerd28Cleanup {
         }
     }
 }
+
+/// `RepoDigests` of `reference`, by `image inspect` through `cli` (docker or podman).
+pub fn repo_digests(cli: impl Fn(&[&str]) -> Run, reference: &str) -> Vec<String> {
+    let got = cli(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .RepoDigests}}",
+        reference,
+    ])
+    .ok("image inspect RepoDigests");
+    serde_json::from_str(got.stdout.trim()).unwrap()
+}

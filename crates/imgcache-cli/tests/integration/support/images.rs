@@ -158,6 +158,60 @@ impl Image {
     }
 }
 
+/// An OCI layout being built in a temporary directory: blobs by digest, one tag `v1`.
+pub struct Layout {
+    dir: tempfile::TempDir,
+}
+
+impl Layout {
+    pub fn new() -> Self {
+        let dir = tempdir();
+        fs::create_dir_all(dir.path().join("blobs/sha256")).unwrap();
+        fs::write(
+            dir.path().join("oci-layout"),
+            br#"{"imageLayoutVersion":"1.0.0"}"#,
+        )
+        .unwrap();
+        Self { dir }
+    }
+
+    /// Stores a blob; its digest.
+    pub fn put(&self, data: &[u8]) -> String {
+        let d = digest_of(data);
+        fs::write(self.dir.path().join("blobs/sha256").join(hex(&d)), data).unwrap();
+        d
+    }
+
+    /// Tags `top` (a manifest or index of `media_type`, stored here) `v1` and pushes the layout
+    /// with skopeo as `docker://<dest>`, every platform, digests kept (with `creds`,
+    /// `USER:PASSWORD`, when given).
+    pub fn push_v1(&self, media_type: &str, top: &[u8], dest: &str, creds: Option<&str>) {
+        let index = json!({
+            "schemaVersion": 2,
+            "manifests": [{
+                "mediaType": media_type, "digest": self.put(top), "size": top.len(),
+                "annotations": {"org.opencontainers.image.ref.name": "v1"}
+            }]
+        });
+        fs::write(self.dir.path().join("index.json"), index.to_string()).unwrap();
+        let mut cmd = Command::new("skopeo");
+        cmd.args([
+            "--insecure-policy",
+            "copy",
+            "--quiet",
+            "--all",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+        ]);
+        if let Some(c) = creds {
+            cmd.args(["--dest-creds", c]);
+        }
+        cmd.arg(format!("oci:{}:v1", self.dir.path().display()))
+            .arg(format!("docker://{dest}"));
+        output_of(&mut cmd).ok(&format!("skopeo copy to {dest}"));
+    }
+}
+
 /// Builds an OCI layout (`config`, `layers`, a manifest tagged `v1`) and pushes it with skopeo
 /// as `registry/repo:v1` (with `creds`, `USER:PASSWORD`, when given).
 pub fn push_layout(
@@ -167,18 +221,11 @@ pub fn push_layout(
     config: &Value,
     layers: &[Layer],
 ) -> Image {
-    let dir = tempdir();
-    let blobs = dir.path().join("blobs/sha256");
-    fs::create_dir_all(&blobs).unwrap();
-    let put = |data: &[u8]| -> String {
-        let d = digest_of(data);
-        fs::write(blobs.join(hex(&d)), data).unwrap();
-        d
-    };
+    let layout = Layout::new();
     let config = serde_json::to_vec(config).unwrap();
-    let config_digest = put(&config);
+    let config_digest = layout.put(&config);
     for l in layers {
-        put(&l.blob);
+        layout.put(&l.blob);
     }
     let manifest = serde_json::to_vec(&json!({
         "schemaVersion": 2,
@@ -189,27 +236,14 @@ pub fn push_layout(
         })).collect::<Vec<_>>(),
     }))
     .unwrap();
-    let manifest_digest = put(&manifest);
-    fs::write(
-        dir.path().join("oci-layout"),
-        br#"{"imageLayoutVersion":"1.0.0"}"#,
-    )
-    .unwrap();
-    let index = json!({
-        "schemaVersion": 2,
-        "manifests": [{
-            "mediaType": OCI_MANIFEST, "digest": manifest_digest, "size": manifest.len(),
-            "annotations": {"org.opencontainers.image.ref.name": "v1"}
-        }]
-    });
-    fs::write(dir.path().join("index.json"), index.to_string()).unwrap();
-    skopeo_copy(dir.path(), &format!("{registry}/{repo}:v1"), creds);
+    let reference = format!("{registry}/{repo}:v1");
+    layout.push_v1(OCI_MANIFEST, &manifest, &reference, creds);
     Image {
         repo: repo.to_owned(),
-        reference: format!("{registry}/{repo}:v1"),
+        reference,
         manifest_size: manifest.len() as u64,
+        manifest_digest: digest_of(&manifest),
         manifest,
-        manifest_digest,
         config_digest,
         config_size: config.len() as u64,
         layers: layers
@@ -218,24 +252,6 @@ pub fn push_layout(
             .collect(),
         diff_ids: diff_ids(layers),
     }
-}
-
-/// `skopeo copy` of the OCI layout `layout` (tag `v1`) to `docker://<dest>`, digests kept.
-fn skopeo_copy(layout: &Path, dest: &str, creds: Option<&str>) {
-    let mut cmd = Command::new("skopeo");
-    cmd.args([
-        "--insecure-policy",
-        "copy",
-        "--quiet",
-        "--preserve-digests",
-        "--dest-tls-verify=false",
-    ]);
-    if let Some(c) = creds {
-        cmd.args(["--dest-creds", c]);
-    }
-    cmd.arg(format!("oci:{}:v1", layout.display()))
-        .arg(format!("docker://{dest}"));
-    output_of(&mut cmd).ok(&format!("skopeo copy to {dest}"));
 }
 
 /// Pushes an image of `layers` to the plain test registry as `<repo>:v1`: linux/amd64, its
@@ -266,4 +282,20 @@ pub fn skopeo_raw(reference: &str, extra: &[&str]) -> Vec<u8> {
             .arg(format!("docker://{reference}")),
         &format!("skopeo inspect {reference}"),
     )
+}
+
+/// `skopeo copy` of `from` to `to`, two registry references: every platform, digests kept.
+pub fn copy_between_registries(from: &str, to: &str) {
+    output_of(Command::new("skopeo").args([
+        "--insecure-policy",
+        "copy",
+        "--quiet",
+        "--all",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        &format!("docker://{from}"),
+        &format!("docker://{to}"),
+    ]))
+    .ok(&format!("skopeo copy {from} {to}"));
 }
