@@ -32,12 +32,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
-use std::thread;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -54,55 +52,10 @@ const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.o
 
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
-/// A manifest or index as the origin serves it (`skopeo inspect --raw`).
-#[derive(Clone, Debug)]
-struct Manifest {
-    /// `busybox:v1`, ...
-    tag: String,
-    raw: Vec<u8>,
-    digest: String,
-    media_type: String,
-}
-
-impl Manifest {
-    fn of(registry: &str, tag: &str) -> Self {
-        let raw = skopeo_raw(&format!("{registry}/{tag}"), &[]);
-        let doc: Value = serde_json::from_slice(&raw).unwrap();
-        Manifest {
-            tag: tag.to_owned(),
-            digest: digest_of(&raw),
-            media_type: doc["mediaType"].as_str().unwrap_or_default().to_owned(),
-            raw,
-        }
-    }
-
-    /// `busybox` of `busybox:v1`.
-    fn repo(&self) -> &str {
-        self.tag.split_once(':').unwrap().0
-    }
-
-    /// `v1` of `busybox:v1`.
-    fn tag_only(&self) -> &str {
-        self.tag.split_once(':').unwrap().1
-    }
-}
-
 /// The config digest a manifest names.
 fn config_digest(manifest: &[u8]) -> String {
     let doc: Value = serde_json::from_slice(manifest).unwrap();
     doc["config"]["digest"].as_str().unwrap().to_owned()
-}
-
-/// A free loopback port below the kernel's ephemeral range (32768 and up), so that no server
-/// of another test listening on port 0 gets it once this registry has stopped. Regression: a
-/// stopped private registry's port, taken at once by another test's `serve`, "still answered".
-fn free_port() -> u16 {
-    loop {
-        let port = 20_000 + (nanos() % 12_000) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
 }
 
 /// `imgcache serve` of a sandbox's cache, logging its accesses; a client run that fails stops
@@ -367,140 +320,6 @@ fn inspect_field(cli: impl Fn(&[&str]) -> Run, reference: &str, field: &str) -> 
     let got = cli(&["image", "inspect", "--format", field, reference])
         .ok(&format!("image inspect {field} {reference}"));
     got.stdout.trim().to_owned()
-}
-
-// ---------------------------------------------------------------------------------------------
-// A private origin registry
-
-/// A Debian docker-registry of the test's own (`start-registry.sh` on a free port), stopped by
-/// its PID when the test stops it or ends.
-struct PrivateRegistry {
-    dir: tempfile::TempDir,
-    /// `127.0.0.1:PORT`
-    addr: String,
-    running: bool,
-}
-
-impl PrivateRegistry {
-    fn start() -> Self {
-        let dir = tempdir();
-        let data = dir.path().join("data");
-        let mut last = String::new();
-        // A port found free may be taken before the registry binds it: try another.
-        for _ in 0..5 {
-            let port = free_port();
-            let r = output_of(
-                Command::new("bash")
-                    .arg(testenv_script("start-registry.sh"))
-                    .arg(port.to_string())
-                    .arg(&data),
-            );
-            if r.code == 0 {
-                return Self {
-                    dir,
-                    addr: format!("127.0.0.1:{port}"),
-                    running: true,
-                };
-            }
-            last = r.stderr;
-        }
-        panic!("start-registry.sh failed 5 times; last:\n{last}")
-    }
-
-    fn ctl(&self, name: &str) -> PathBuf {
-        self.dir.path().join("data/_ctl").join(name)
-    }
-
-    /// `REGISTRY/TAG`.
-    fn reference(&self, tag: &str) -> String {
-        format!("{}/{tag}", self.addr)
-    }
-
-    /// Copies `tag` of the plain test registry here (every platform, digests kept): its
-    /// manifest as this registry serves it, the same bytes as there.
-    fn copy_from_main(&self, tag: &str) -> Manifest {
-        let from = format!("{}/{tag}", registry());
-        copy_between_registries(&from, &self.reference(tag));
-        let here = Manifest::of(&self.addr, tag);
-        assert_eq!(here.raw, Manifest::of(registry(), tag).raw, "{tag}");
-        here
-    }
-
-    /// SIGTERM to its PID (`stop-pidfile.sh`, which checks the PID is still the registry's).
-    fn stop(&mut self) {
-        if !self.running {
-            return;
-        }
-        self.running = false;
-        output_of(
-            Command::new("bash")
-                .arg(testenv_script("stop-pidfile.sh"))
-                .arg(self.ctl("registry.pid"))
-                .arg("20")
-                .arg(self.ctl("config.yml")),
-        )
-        .ok("stop-pidfile.sh of the private registry");
-        let down = TcpStream::connect(&self.addr).is_err();
-        assert!(down, "{} still answers after it was stopped", self.addr);
-    }
-
-    /// Its log from now on.
-    fn mark(&self) -> LogMark {
-        let path = self.ctl("registry.log");
-        let start = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        LogMark { path, start }
-    }
-}
-
-impl Drop for PrivateRegistry {
-    fn drop(&mut self) {
-        if self.running {
-            self.running = false;
-            let _ = Command::new("bash")
-                .arg(testenv_script("stop-pidfile.sh"))
-                .arg(self.ctl("registry.pid"))
-                .arg("20")
-                .arg(self.ctl("config.yml"))
-                .output();
-        }
-    }
-}
-
-/// A private registry's log from a point on.
-struct LogMark {
-    path: PathBuf,
-    start: u64,
-}
-
-impl LogMark {
-    /// The access-log lines (`"GET /v2/... HTTP/1.1" 200 ...`) appended since the mark. Waits
-    /// a moment first: the registry writes a line once it has sent the response.
-    fn accesses(&self) -> Vec<String> {
-        thread::sleep(Duration::from_millis(300));
-        let mut f = fs::File::open(&self.path).unwrap();
-        f.seek(SeekFrom::Start(self.start)).unwrap();
-        let mut bytes = Vec::new();
-        f.read_to_end(&mut bytes).unwrap();
-        String::from_utf8_lossy(&bytes)
-            .lines()
-            .filter(|l| l.contains(" HTTP/1.1\""))
-            .map(str::to_owned)
-            .collect()
-    }
-
-    /// `GET /v2/<repo>/<kind>/<x>` lines since the mark, counted per `<x>` (`kind`: `blobs`,
-    /// `manifests`).
-    fn gets(&self, repo: &str, kind: &str) -> BTreeMap<String, usize> {
-        let prefix = format!("\"GET /v2/{repo}/{kind}/");
-        let mut out = BTreeMap::new();
-        for l in self.accesses() {
-            if let Some(i) = l.find(&prefix) {
-                let x = l[i + prefix.len()..].split(' ').next().unwrap().to_owned();
-                *out.entry(x).or_insert(0) += 1;
-            }
-        }
-        out
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -18,12 +18,14 @@
 mod auth;
 mod client;
 mod http;
+pub mod mirrors;
 mod retry;
 #[cfg(test)]
 mod tests;
 mod tls;
 mod transport;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -124,6 +126,25 @@ pub struct RegistryOptions {
     pub connect_timeout: Duration,
     /// Retries on 408/429/5xx answers and connection errors (0: one attempt only).
     pub max_retries: u32,
+    /// Settings of one host (`host[:port]`, as endpoints are keyed) from a mirror configuration:
+    /// they apply to that host only, on top of the ones above.
+    pub hosts: HashMap<String, HostSettings>,
+}
+
+/// How to reach one host, as a mirror configuration says (registries.conf `insecure`, a
+/// containerd hosts.toml `http://` host, `skip_verify`, `ca`, `client`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostSettings {
+    /// Plain http is allowed for this host (probed like a loopback registry).
+    pub allow_http: bool,
+    /// Plain http only: the host was configured with an `http://` URL.
+    pub force_http: bool,
+    /// Its TLS certificate is not verified.
+    pub skip_verify: bool,
+    /// Extra CA certificates (PEM) trusted for this host only.
+    pub ca_certs: Vec<PathBuf>,
+    /// Client certificates for mutual TLS: (certificate chain PEM, private key PEM).
+    pub client_certs: Vec<(PathBuf, PathBuf)>,
 }
 
 impl Default for RegistryOptions {
@@ -137,6 +158,7 @@ impl Default for RegistryOptions {
             timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(15),
             max_retries: 4,
+            hosts: HashMap::new(),
         }
     }
 }

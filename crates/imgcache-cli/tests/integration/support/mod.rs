@@ -5,6 +5,7 @@
 mod bytes;
 mod engines;
 mod images;
+mod private_registry;
 mod registry_log;
 mod relay;
 mod sandbox;
@@ -15,6 +16,7 @@ mod tmpfs;
 pub use bytes::*;
 pub use engines::*;
 pub use images::*;
+pub use private_registry::*;
 pub use registry_log::*;
 pub use relay::*;
 pub use sandbox::*;

@@ -1,0 +1,1 @@
+//! Mirrors on the pull side, from the configuration users already have (being written).
