@@ -12,7 +12,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use imgcache::archive::write::SaveFormat;
-use imgcache::cache::{CacheOptions, PullOptions, default_root};
+use imgcache::cache::{CacheOptions, PullOptions, PushOptions, SyncOptions, default_root};
 use imgcache::registry::Credentials;
 use imgcache::{Archive, Cache, Error, ImageId, Level, PlatformSpec, VerifyOptions};
 
@@ -98,6 +98,10 @@ enum Command {
         #[arg(long, value_name = "SIZE", value_parser = parse_size)]
         max_size: Option<u64>,
     },
+    /// Push a cached image to a registry, byte for byte (the destination's digest is the cached one).
+    Push(PushArgs),
+    /// Mirror a list of images into a registry through the cache: REGISTRY/PREFIX/PATH:TAG.
+    Sync(SyncArgs),
     /// Serve the cache read-only over the registry protocol (a pull-through mirror).
     Serve(ServeArgs),
     /// Check the cache: missing, corrupt and unreferenced blobs.
@@ -122,6 +126,9 @@ struct RegistryArgs {
     /// An extra CA certificate (PEM) to trust.
     #[arg(long, value_name = "FILE")]
     ca_cert: Vec<PathBuf>,
+    /// A containerd hosts directory (DIR/HOST[:PORT]/hosts.toml): the mirrors to pull through.
+    #[arg(long, value_name = "DIR")]
+    hosts_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -183,6 +190,39 @@ struct PullArgs {
     /// Answer from the cache only; never touch the network.
     #[arg(long)]
     offline: bool,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+#[derive(Args)]
+struct PushArgs {
+    /// The cached image (reference or image ID).
+    #[arg(value_name = "REF")]
+    reference: String,
+    /// HOST/REPO[:TAG|@DIGEST]; no tag means latest.
+    #[arg(value_name = "DEST")]
+    destination: String,
+    /// Push this platform's manifest alone instead of the whole index.
+    #[arg(long, value_name = "PLATFORM", value_parser = parse_platform)]
+    platform: Option<PlatformSpec>,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+#[derive(Args)]
+struct SyncArgs {
+    /// Image lists (one reference per line, # comments) or references.
+    #[arg(required = true, value_name = "FILE|REF")]
+    images: Vec<String>,
+    /// REGISTRY[/PREFIX]: HOST/PATH:TAG lands at REGISTRY/PREFIX/PATH:TAG.
+    #[arg(long, value_name = "REGISTRY[/PREFIX]")]
+    to: String,
+    /// Sync this platform alone instead of every platform of an index.
+    #[arg(long, value_name = "PLATFORM", value_parser = parse_platform)]
+    platform: Option<PlatformSpec>,
+    /// Images synced at once.
+    #[arg(long, value_name = "N", default_value_t = imgcache::cache::DEFAULT_SYNC_PARALLEL)]
+    parallel: usize,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -307,6 +347,9 @@ fn cache_options(cli: &Cli, registry: Option<&RegistryArgs>) -> Result<CacheOpti
     if let Some(r) = registry {
         opts.registry.insecure = r.insecure;
         opts.registry.ca_certs.extend(r.ca_cert.iter().cloned());
+        if r.hosts_dir.is_some() {
+            opts.mirrors.hosts_dir = r.hosts_dir.clone();
+        }
         if let Some(c) = &r.creds {
             // Checked here, not by clap, whose usage error would print the value: a password.
             opts.registry.creds =
@@ -400,6 +443,51 @@ async fn run(cli: &Cli) -> Result<u8> {
             progress.finish();
             output::pull(&report?, cli.json)?;
             Ok(exit::OK)
+        }
+        Command::Push(args) => {
+            let cache = open_cache(cli, Some(&args.registry))?;
+            let progress = output::PushProgress::new(cli.json);
+            let opts = PushOptions {
+                platform: args.platform.clone(),
+                progress: progress.callback().map(|f| Arc::new(f) as _),
+            };
+            let report = cache.push(&args.reference, &args.destination, &opts).await;
+            progress.finish();
+            output::push(&report?, cli.json)?;
+            Ok(exit::OK)
+        }
+        Command::Sync(args) => {
+            let mut images = Vec::new();
+            for a in &args.images {
+                let path = Path::new(a);
+                if path.is_file() {
+                    let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
+                        path: path.into(),
+                        source: e,
+                    })?;
+                    images.extend(imgcache::cache::read_image_list(&text));
+                } else {
+                    images.push(a.clone());
+                }
+            }
+            let cache = open_cache(cli, Some(&args.registry))?;
+            let progress = output::SyncProgress::new(cli.json, images.len());
+            let opts = SyncOptions {
+                platform: args.platform.clone(),
+                parallel: args.parallel,
+                progress: progress.callback().map(|f| Arc::new(f) as _),
+            };
+            let report = cache.sync(&images, &args.to, &opts).await;
+            progress.finish();
+            let report = report?;
+            output::sync(&report, cli.json)?;
+            // An environment failure anywhere outweighs a check that said no, whatever the order.
+            let failed = report.images.iter().filter(|i| i.error.is_some());
+            Ok(match failed.map(|i| i.environment).max() {
+                None => exit::OK,
+                Some(true) => exit::ENVIRONMENT,
+                Some(false) => exit::CHECK_FAILED,
+            })
         }
         Command::Verify(args) => {
             let level = if args.deep { Level::Deep } else { Level::Fast };

@@ -255,18 +255,9 @@ pub struct PullProgress {
 
 impl PullProgress {
     pub fn new(json: bool) -> Self {
-        use std::io::IsTerminal;
-        let bar = (!json && io::stderr().is_terminal()).then(|| {
-            let b = indicatif::ProgressBar::new(0);
-            b.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{spinner} {bytes}/{total_bytes} {bytes_per_sec} {wide_bar} {eta}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            b
-        });
-        Self { bar }
+        Self {
+            bar: terminal_bar(json, BYTES_BAR),
+        }
     }
 
     pub fn callback(
@@ -292,6 +283,135 @@ impl PullProgress {
     }
 }
 
+/// Bytes sent by `push`, on a terminal only.
+pub struct PushProgress {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl PushProgress {
+    pub fn new(json: bool) -> Self {
+        Self {
+            bar: terminal_bar(json, BYTES_BAR),
+        }
+    }
+
+    pub fn callback(
+        &self,
+    ) -> Option<impl Fn(imgcache::cache::PushProgress) + Send + Sync + 'static> {
+        let bar = self.bar.clone()?;
+        Some(move |p: imgcache::cache::PushProgress| match p {
+            imgcache::cache::PushProgress::Planned { bytes } => bar.set_length(bytes),
+            imgcache::cache::PushProgress::Sent { bytes } => bar.inc(bytes),
+        })
+    }
+
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// Images done by `sync`, on a terminal only.
+pub struct SyncProgress {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl SyncProgress {
+    pub fn new(json: bool, images: usize) -> Self {
+        let bar = terminal_bar(json, "{spinner} {pos}/{len} images {wide_bar} {msg}");
+        if let Some(b) = &bar {
+            b.set_length(images as u64);
+        }
+        Self { bar }
+    }
+
+    pub fn callback(&self) -> Option<impl Fn(&imgcache::cache::SyncItem) + Send + Sync + 'static> {
+        let bar = self.bar.clone()?;
+        Some(move |i: &imgcache::cache::SyncItem| {
+            bar.set_message(i.source.clone());
+            bar.inc(1);
+        })
+    }
+
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+const BYTES_BAR: &str = "{spinner} {bytes}/{total_bytes} {bytes_per_sec} {wide_bar} {eta}";
+
+fn terminal_bar(json: bool, template: &str) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    (!json && io::stderr().is_terminal()).then(|| {
+        let b = indicatif::ProgressBar::new(0);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(template)
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    })
+}
+
+pub fn push(r: &imgcache::cache::PushReport, json: bool) -> Result<()> {
+    if json {
+        return print_json(r);
+    }
+    let mut out = io::stdout().lock();
+    writeln!(out, "{}", r.destination)?;
+    writeln!(
+        out,
+        "  digest       {} ({})",
+        r.digest,
+        r.platforms.join(", ")
+    )?;
+    if r.already_present {
+        writeln!(out, "  already there: nothing sent")?;
+    } else {
+        writeln!(
+            out,
+            "  uploaded     {} in {} blobs; {} mounted, {} already there; {} manifests",
+            human_size(r.bytes_uploaded),
+            r.blobs_uploaded,
+            r.blobs_mounted,
+            r.blobs_present,
+            r.manifests_pushed
+        )?;
+    }
+    Ok(())
+}
+
+pub fn sync(r: &imgcache::cache::SyncReport, json: bool) -> Result<()> {
+    if json {
+        return print_json(r);
+    }
+    let mut out = io::stdout().lock();
+    for i in &r.images {
+        let status = match i.status {
+            imgcache::cache::SyncStatus::Pushed => "pushed ",
+            imgcache::cache::SyncStatus::Skipped => "skipped",
+            imgcache::cache::SyncStatus::Failed => "FAILED ",
+        };
+        write!(out, "{status} {} -> {}", i.source, i.destination)?;
+        match &i.error {
+            Some(e) => writeln!(out, ": {e}")?,
+            None if i.bytes_uploaded > 0 => writeln!(out, " ({})", human_size(i.bytes_uploaded))?,
+            None => writeln!(out)?,
+        }
+    }
+    writeln!(
+        out,
+        "{} pushed, {} skipped, {} failed; {} uploaded",
+        r.pushed,
+        r.skipped,
+        r.failed,
+        human_size(r.bytes_uploaded)
+    )?;
+    Ok(())
+}
+
 pub fn pull(r: &imgcache::cache::PullReport, json: bool) -> Result<()> {
     if json {
         return print_json(r);
@@ -302,6 +422,9 @@ pub fn pull(r: &imgcache::cache::PullReport, json: bool) -> Result<()> {
     writeln!(out, "  digest       {}", r.distribution_digest)?;
     if r.distribution_digest != r.manifest_digest {
         writeln!(out, "  manifest     {} ({})", r.manifest_digest, r.platform)?;
+    }
+    if let Some(by) = &r.served_by {
+        writeln!(out, "  served by    {by}")?;
     }
     let source = if r.from_cache {
         " (from the cache, no network)"

@@ -101,6 +101,20 @@ pub enum Error {
     #[error("{reference} is not in the cache; pull or import it first")]
     NotCached { reference: String },
 
+    /// registries.conf forbids pulling this reference.
+    #[error("{reference}: pulling it is blocked by the [[registry]] with prefix \"{prefix}\" in {}", file.display())]
+    Blocked {
+        reference: String,
+        prefix: String,
+        file: PathBuf,
+    },
+
+    /// An index to push names platforms whose images are not all cached.
+    #[error(
+        "{reference}: the index names platforms that are not cached: {missing}; pull each with `imgcache pull --platform P {reference}`, or push one platform with --platform P"
+    )]
+    PlatformsNotCached { reference: String, missing: String },
+
     #[error("cache index {path}: {message}")]
     Index { path: PathBuf, message: String },
 
@@ -181,7 +195,9 @@ impl Error {
             | Error::ManifestNotFound { .. }
             | Error::BlobNotFound { .. }
             | Error::NoPlatform { .. }
-            | Error::NotCached { .. } => Problem::new(Check::NotFound, self.to_string()),
+            | Error::NotCached { .. }
+            | Error::PlatformsNotCached { .. } => Problem::new(Check::NotFound, self.to_string()),
+            Error::Blocked { .. } => Problem::new(Check::Blocked, self.to_string()),
             _ => Problem::new(Check::Environment, self.to_string()),
         }
     }
@@ -232,6 +248,8 @@ pub enum Check {
     NotFound,
     /// A reference that does not parse.
     InvalidReference,
+    /// The mirror configuration forbids pulling the reference.
+    Blocked,
     /// The file could not be read (permissions, I/O error): not a verdict on its content.
     Environment,
 }

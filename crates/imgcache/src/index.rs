@@ -14,7 +14,8 @@ use crate::digest::{BlobDigest, DiffId, Digest, ImageId};
 use crate::error::Error;
 
 /// Each entry is applied once, in order; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE refs (
     name TEXT NOT NULL,              -- normalized reference as pulled (tag and/or digest)
     platform TEXT NOT NULL,          -- os/arch[/variant] it was resolved for
@@ -57,7 +58,17 @@ CREATE TABLE file_memos (           -- deep verification of tarball files, by fi
     verified_at INTEGER NOT NULL,
     PRIMARY KEY (dev, ino)
 );
-"#];
+"#,
+    r#"
+CREATE TABLE blob_locations (        -- repositories known to hold a blob: where push mounts from
+    digest TEXT NOT NULL,
+    registry TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    seen_at INTEGER NOT NULL,
+    PRIMARY KEY (digest, registry, repository)
+);
+"#,
+];
 
 /// What a reference resolved to.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -435,15 +446,53 @@ impl Index {
             .map_err(|e| self.fail(e))
     }
 
-    /// Forgets verification results of a blob (it was removed or found corrupt).
+    /// Forgets what is known of a blob (it was removed or found corrupt).
     pub fn forget_blob(&self, blob: &Digest) -> Result<(), Error> {
         self.conn
-            .execute(
-                "DELETE FROM verified_layers WHERE blob_digest = ?1",
-                params![blob.to_string()],
-            )
-            .map(drop)
+            .execute_batch(&format!(
+                "DELETE FROM verified_layers WHERE blob_digest = '{blob}'; DELETE FROM blob_locations WHERE digest = '{blob}';"
+            ))
             .map_err(|e| self.fail(e))
+    }
+
+    /// Remembers that `registry/repository` holds these blobs (seen at pull or push), in one
+    /// transaction.
+    pub fn record_locations(
+        &mut self,
+        registry: &str,
+        repository: &str,
+        blobs: &[Digest],
+    ) -> Result<(), Error> {
+        let path = self.path.clone();
+        let fail = |e| index_error(&path, e);
+        let tx = self.conn.transaction().map_err(fail)?;
+        {
+            let mut st = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO blob_locations (digest, registry, repository, seen_at) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(fail)?;
+            let at = now();
+            for d in blobs {
+                st.execute(params![d.to_string(), registry, repository, at])
+                    .map_err(fail)?;
+            }
+        }
+        tx.commit().map_err(fail)
+    }
+
+    /// Repositories of `registry` known to hold `blob`, most recently seen first.
+    pub fn locations(&self, blob: &Digest, registry: &str) -> Result<Vec<String>, Error> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT repository FROM blob_locations WHERE digest = ?1 AND registry = ?2 ORDER BY seen_at DESC LIMIT 8",
+            )
+            .map_err(|e| self.fail(e))?;
+        let rows = st
+            .query_map(params![blob.to_string(), registry], |r| r.get(0))
+            .map_err(|e| self.fail(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.fail(e))
     }
 
     /// A remembered verification report of a file, if its identity is unchanged.

@@ -5,6 +5,8 @@
 //! The commands live beside it:
 //!
 //! - `pull.rs`: `pull`, and the blob fetch it drives (resume, retries, platform choice);
+//! - `push.rs`: `push` to any registry, byte for byte (skip, mount, upload, manifests last);
+//! - `sync.rs`: `sync` of an image list into a registry, through the cache;
 //! - `tarball.rs`: the archive side, `import` and `save`;
 //! - `load.rs`: the engine side, `status` and `load` (where `load` decides to skip the engine);
 //! - `query.rs`: `ls`, `inspect`, `verify REF`;
@@ -17,17 +19,24 @@ mod fsck;
 mod load;
 mod prune;
 mod pull;
+mod push;
 mod query;
 mod refs;
 mod serve;
+mod sync;
 mod tarball;
 
 pub use fsck::FsckReport;
 pub use load::{EngineStatus, LoadAction, LoadReport, StatusReport};
 pub use prune::PruneReport;
 pub use pull::{ProgressEvent, PullOptions, PullReport};
+pub use push::{PushOptions, PushProgress, PushReport};
 pub use query::{CachedImage, CachedLayer, ListEntry};
 pub use serve::{ManifestRef, Origin, ServedBlob};
+pub use sync::{
+    DEFAULT_SYNC_PARALLEL, SyncItem, SyncOptions, SyncReport, SyncStatus, read_image_list,
+    sync_destination,
+};
 pub use tarball::{ImportReport, SaveReport, SavedIndex};
 
 use std::path::{Path, PathBuf};
@@ -38,6 +47,7 @@ use crate::digest::ImageId;
 use crate::error::Error;
 use crate::index::{ImageRecord, Index, RefRecord, now};
 use crate::reference::Reference;
+use crate::registry::mirrors::{MirrorSettings, Mirrors};
 use crate::registry::{RegistryClient, RegistryOptions};
 use crate::store::Store;
 
@@ -66,6 +76,8 @@ pub struct CacheOptions {
     /// How long to wait for another process's lock before failing with a message naming it.
     pub lock_timeout: Duration,
     pub registry: RegistryOptions,
+    /// Where `pull` finds mirrors (registries.conf, a containerd hosts directory).
+    pub mirrors: MirrorSettings,
 }
 
 impl CacheOptions {
@@ -74,6 +86,7 @@ impl CacheOptions {
             root: root.into(),
             lock_timeout: Duration::from_secs(600),
             registry: RegistryOptions::from_env(),
+            mirrors: MirrorSettings::from_env(),
         }
     }
 }
@@ -84,6 +97,9 @@ pub struct Cache {
     store: Arc<Store>,
     index: Mutex<Index>,
     registry: RegistryOptions,
+    mirror_settings: MirrorSettings,
+    /// Read on first use: a command that never reaches a registry never reads them.
+    mirrors: OnceLock<Mirrors>,
     client: OnceLock<RegistryClient>,
     /// The same, trying each request once: `serve` asks the origin for a tag first, and an
     /// origin that does not answer at once is answered for from the cache.
@@ -110,6 +126,8 @@ impl Cache {
             store: Arc::new(store),
             index: Mutex::new(index),
             registry: opts.registry,
+            mirror_settings: opts.mirrors,
+            mirrors: OnceLock::new(),
             client: OnceLock::new(),
             probe: OnceLock::new(),
         })
@@ -150,8 +168,27 @@ impl Cache {
         if let Some(c) = self.client.get() {
             return Ok(c);
         }
-        let c = RegistryClient::new(self.registry.clone())?;
+        let c = RegistryClient::new(self.registry_options()?)?;
         Ok(self.client.get_or_init(|| c))
+    }
+
+    /// The mirror configuration, read once.
+    fn mirrors(&self) -> Result<&Mirrors, Error> {
+        if let Some(m) = self.mirrors.get() {
+            return Ok(m);
+        }
+        let m = Mirrors::load(&self.mirror_settings)?;
+        Ok(self.mirrors.get_or_init(|| m))
+    }
+
+    /// The registry options with the per-host settings the mirror configuration implies
+    /// (those given explicitly win).
+    fn registry_options(&self) -> Result<RegistryOptions, Error> {
+        let mut opts = self.registry.clone();
+        for (host, settings) in self.mirrors()?.host_settings() {
+            opts.hosts.entry(host).or_insert(settings);
+        }
+        Ok(opts)
     }
 
     fn probe_client(&self) -> Result<&RegistryClient, Error> {
@@ -161,7 +198,7 @@ impl Cache {
         let opts = RegistryOptions {
             max_retries: 0,
             connect_timeout: PROBE_CONNECT_TIMEOUT,
-            ..self.registry.clone()
+            ..self.registry_options()?
         };
         let c = RegistryClient::new(opts)?;
         Ok(self.probe.get_or_init(|| c))

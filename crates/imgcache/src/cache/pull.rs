@@ -15,6 +15,7 @@ use crate::index::{ImageRecord, LayerRecord, RefRecord, now};
 use crate::lock::LockMode;
 use crate::platform::PlatformSpec;
 use crate::reference::Reference;
+use crate::registry::mirrors::Role;
 use crate::registry::{FetchedManifest, RegistryClient};
 use crate::store::IngestStart;
 
@@ -68,6 +69,10 @@ pub struct PullReport {
     pub blobs_reused: usize,
     /// True when the network was not used at all.
     pub from_cache: bool,
+    /// `HOST/REPOSITORY` that served the manifest and blobs: the registry named, a mirror, or
+    /// the location registries.conf rewrites it to (`None` when answered from the cache).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub served_by: Option<String>,
 }
 
 impl Cache {
@@ -89,9 +94,53 @@ impl Cache {
             return Err(Error::NotCached { reference: name });
         }
         self.store.sweep_ingest(STALE_INGEST).ok();
-        let client = self.client()?.clone();
-        let top = client.fetch_manifest(&reference).await?;
-        self.pull_top(&client, &reference, top, opts).await
+        let mirrors = self.mirrors()?;
+        let sources = mirrors.sources(&reference)?;
+        // Settings a pattern gives this reference's registry (a `*.example.com` entry's
+        // `insecure`, the top-level settings of `_default/hosts.toml`) are not in the shared
+        // client's options, which hold the per-host ones only: a client of its own then.
+        let shared = self.client()?;
+        let mut own = self.registry.clone();
+        for (host, settings) in mirrors.host_settings_for(&reference) {
+            own.hosts.entry(host).or_insert(settings);
+        }
+        let client = if own.hosts == shared.options().hosts {
+            shared.clone()
+        } else {
+            RegistryClient::new(own)?
+        };
+        let last = sources.len().saturating_sub(1);
+        let mut failure = None;
+        for (i, source) in sources.iter().enumerate() {
+            let route = Reference {
+                registry: source.registry.clone(),
+                repository: source.repository.clone(),
+                ..reference.clone()
+            };
+            let via = match source.role {
+                Role::Mirror => client.for_mirror(source.ns.as_deref()),
+                Role::Origin => client.clone(),
+            };
+            // A digest-pinned reference is checked against its digest whoever serves it.
+            let result = match via.fetch_manifest(&route).await {
+                Ok(top) => self.pull_top(&via, &reference, &route, top, opts).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(report) => return Ok(report),
+                // The next host may have it; a usage error or the last host's failure is final.
+                Err(e) if i < last && !matches!(e, Error::Usage(_)) => {
+                    tracing::warn!(
+                        "{name}: {}/{} failed, trying the next host: {e}",
+                        route.registry,
+                        route.repository
+                    );
+                    failure = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(failure.unwrap_or(Error::NotCached { reference: name }))
     }
 
     /// The rest of a pull once the reference's manifest or index is in hand (`serve` asks the
@@ -102,6 +151,7 @@ impl Cache {
         &self,
         client: &RegistryClient,
         reference: &Reference,
+        route: &Reference,
         top: FetchedManifest,
         opts: &PullOptions,
     ) -> Result<PullReport, Error> {
@@ -109,10 +159,9 @@ impl Cache {
         let platform = opts.platform.clone().unwrap_or_else(PlatformSpec::host);
         let distribution_digest = BlobDigest(top.digest);
         let (index_bytes, manifest) = if is_index(&top.media_type, &top.bytes) {
-            self.store_index_children(client, reference, &top.bytes)
-                .await;
+            self.store_index_children(client, route, &top.bytes).await;
             let child = select_platform(&name, &top.bytes, &platform)?;
-            let m = self.manifest_by_digest(client, reference, &child).await?;
+            let m = self.manifest_by_digest(client, route, &child).await?;
             (Some(top.bytes), m)
         } else {
             (None, top)
@@ -140,7 +189,7 @@ impl Cache {
 
         let mut stats = Stats::default();
         stats.add(
-            self.fetch_blob(client, reference, &config, opts).await?,
+            self.fetch_blob(client, route, &config, opts).await?,
             config.size,
         );
         let config_bytes = blocking(|| self.store.read_blob(&config.digest, MAX_CONFIG_BYTES))?;
@@ -180,7 +229,7 @@ impl Cache {
                 .iter()
                 .map(|l| -> BoxFuture<'_, _> {
                     Box::pin(async move {
-                        self.fetch_blob(client, reference, l, opts)
+                        self.fetch_blob(client, route, l, opts)
                             .await
                             .map(|f| (f, l.size))
                     })
@@ -225,6 +274,9 @@ impl Cache {
         {
             let mut index = self.index();
             index.put_image(&record)?;
+            // Where these blobs can be mounted from when pushed to the same registry.
+            let held: Vec<Digest> = record.blobs().chain(index_digest.map(|d| d.0)).collect();
+            index.record_locations(&route.registry, &route.repository, &held)?;
             index.put_ref(&RefRecord {
                 name: name.clone(),
                 platform: platform.to_string(),
@@ -245,6 +297,7 @@ impl Cache {
             blobs_fetched: stats.blobs_fetched,
             blobs_reused: stats.blobs_reused,
             from_cache: false,
+            served_by: Some(format!("{}/{}", route.registry, route.repository)),
         })
     }
 
@@ -319,11 +372,12 @@ impl Cache {
             blobs_fetched: 0,
             blobs_reused: 1 + img.layers.len(),
             from_cache: true,
+            served_by: None,
         }))
     }
 
     /// Every blob of the image is on disk with its recorded size.
-    fn is_complete(&self, img: &ImageRecord) -> bool {
+    pub(super) fn is_complete(&self, img: &ImageRecord) -> bool {
         let sizes = [
             (img.manifest_digest.0, img.manifest_size),
             (img.image_id.0, img.config_size),
@@ -594,7 +648,7 @@ const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+
 
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
-fn is_index(media_type: &str, bytes: &[u8]) -> bool {
+pub(super) fn is_index(media_type: &str, bytes: &[u8]) -> bool {
     if media_type == DOCKER_LIST || media_type == OCI_INDEX {
         return true;
     }
@@ -609,7 +663,7 @@ fn is_index(media_type: &str, bytes: &[u8]) -> bool {
 }
 
 /// Picks the manifest for `platform` from an index, skipping attestation entries.
-fn select_platform(
+pub(super) fn select_platform(
     reference: &str,
     index_bytes: &[u8],
     platform: &PlatformSpec,

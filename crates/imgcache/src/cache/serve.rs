@@ -127,6 +127,11 @@ impl Cache {
                 reference: reference.to_string(),
             });
         }
+        // A registry that registries.conf blocks is not pulled through (what is cached stays
+        // served, as it would be from a tarball).
+        if let Err(e) = self.mirrors()?.sources(&reference) {
+            return fall_back(&reference, cached, e);
+        }
         let _gc = blocking(|| self.store.gc_lock(LockMode::Shared))?;
         // A tag has the cache to fall back on: the origin gets one try.
         let asker = match wanted {
@@ -142,7 +147,10 @@ impl Cache {
         }
         let client = self.client()?.clone();
         let opts = PullOptions::default();
-        match self.pull_top(&client, &reference, top.clone(), &opts).await {
+        match self
+            .pull_top(&client, &reference, &reference, top.clone(), &opts)
+            .await
+        {
             Ok(_) => Ok(top),
             // Other platforms' clients can still use the index and its stored children.
             Err(e @ Error::NoPlatform { .. }) => {
@@ -173,11 +181,14 @@ impl Cache {
         let Some(blob) = self.blob_named_in(origin, digest)? else {
             return Ok(false);
         };
+        let reference = origin.reference(None, Some(*digest));
+        if self.mirrors()?.sources(&reference).is_err() {
+            return Ok(false); // blocked by registries.conf
+        }
         let _gc = blocking(|| self.store.gc_lock(LockMode::Shared))?;
         // One try per request: a client waiting on an origin that is down gets its 404 soon
         // (the download itself still resumes after a broken connection).
         let client = self.probe_client()?.clone();
-        let reference = origin.reference(None, Some(*digest));
         self.fetch_blob(&client, &reference, &blob, &PullOptions::default())
             .await?;
         Ok(true)

@@ -19,7 +19,7 @@ use super::http::{
     redact_url, registry_error_detail, same_origin, sensitive,
 };
 use super::tls::read_pem_certs;
-use super::transport::{Call, Endpoint, read_capped};
+use super::transport::{Call, CallBody, Endpoint, read_capped};
 use super::{
     BlobResponse, Credentials, FetchedManifest, MAX_MANIFEST_BYTES, MEDIA_TYPE_DOCKER_LIST,
     MEDIA_TYPE_DOCKER_MANIFEST, MEDIA_TYPE_OCI_INDEX, MEDIA_TYPE_OCI_MANIFEST, RegistryOptions,
@@ -36,6 +36,16 @@ const MAX_SMALL_BODY: u64 = 1024 * 1024;
 #[derive(Clone)]
 pub struct RegistryClient {
     pub(super) inner: Arc<Inner>,
+    /// Set on a client for a mirror: what its requests say and get.
+    mirror: Option<MirrorRoute>,
+}
+
+/// How requests to a mirror differ: containerd's `?ns=<registry>` on every request to a
+/// hosts.toml mirror, and no `--creds` (they are for the registry the user named; a mirror
+/// gets only the credentials stored for its own host).
+#[derive(Clone)]
+struct MirrorRoute {
+    ns: Option<Arc<str>>,
 }
 
 pub(super) struct Inner {
@@ -48,6 +58,92 @@ pub(super) struct Inner {
     auth: Mutex<HashMap<(String, String), CachedAuth>>,
     /// Per (registry, repository): credentials found in files or helpers (or none).
     creds: Mutex<HashMap<(String, String), Option<Credentials>>>,
+}
+
+/// What a request needs the registry to allow: the token scopes asked for, and the key under
+/// which its `Authorization` is cached (a pull token cannot push).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Access<'a> {
+    Pull,
+    /// Pull and push on the repository, and pull on the one a blob is mounted from.
+    Push {
+        mount_from: Option<&'a str>,
+    },
+}
+
+impl Access<'_> {
+    fn scopes(&self, repository: &str) -> Vec<String> {
+        match self {
+            Access::Pull => vec![format!("repository:{repository}:pull")],
+            Access::Push { mount_from } => {
+                let mut s = vec![format!("repository:{repository}:pull,push")];
+                if let Some(from) = mount_from {
+                    s.push(format!("repository:{from}:pull"));
+                }
+                s
+            }
+        }
+    }
+
+    fn scope_key(&self, repository: &str) -> String {
+        self.scopes(repository).join(" ")
+    }
+}
+
+/// Where a request goes: a path on the registry, or a URL it gave (an upload location).
+pub(super) enum Target {
+    Path(String),
+    Url(Url),
+}
+
+/// One request as [`RegistryClient::request`] sends it.
+pub(super) struct Request<'a> {
+    pub(super) method: Method,
+    pub(super) target: Target,
+    pub(super) headers: HeaderMap,
+    pub(super) body: Option<CallBody>,
+    pub(super) timeout: Option<Duration>,
+    pub(super) access: Access<'a>,
+}
+
+impl<'a> Request<'a> {
+    pub(super) fn new(method: Method, path: &str) -> Self {
+        Self {
+            method,
+            target: Target::Path(path.to_owned()),
+            headers: HeaderMap::new(),
+            body: None,
+            timeout: None,
+            access: Access::Pull,
+        }
+    }
+
+    pub(super) fn to_url(method: Method, url: Url) -> Self {
+        Self {
+            target: Target::Url(url),
+            ..Self::new(method, "")
+        }
+    }
+
+    pub(super) fn headers(mut self, headers: HeaderMap) -> Self {
+        self.headers = headers;
+        self
+    }
+
+    pub(super) fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    pub(super) fn body(mut self, body: CallBody) -> Self {
+        self.body = Some(body);
+        self
+    }
+
+    pub(super) fn access(mut self, access: Access<'a>) -> Self {
+        self.access = access;
+        self
+    }
 }
 
 #[derive(Clone)]
@@ -89,7 +185,19 @@ impl RegistryClient {
                 auth: Mutex::new(HashMap::new()),
                 creds: Mutex::new(HashMap::new()),
             }),
+            mirror: None,
         })
+    }
+
+    /// This client, for requests to a mirror (sharing connections and tokens): no `--creds`,
+    /// and `?ns=<ns>` on every request when `ns` is given.
+    pub fn for_mirror(&self, ns: Option<&str>) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            mirror: Some(MirrorRoute {
+                ns: ns.map(Arc::from),
+            }),
+        }
     }
 
     /// The options this client was made with.
@@ -170,7 +278,11 @@ impl RegistryClient {
                 headers.insert(RANGE, header_value(&format!("bytes={range}-")));
             }
             let (resp, ep) = self
-                .request(registry, repository, Method::GET, &path, headers, None)
+                .request(
+                    registry,
+                    repository,
+                    Request::new(Method::GET, &path).headers(headers),
+                )
                 .await?;
             let status = resp.status();
             match status {
@@ -250,10 +362,9 @@ impl RegistryClient {
                 .request(
                     registry,
                     repository,
-                    Method::GET,
-                    &path,
-                    headers.clone(),
-                    Some(self.inner.opts.timeout),
+                    Request::new(Method::GET, &path)
+                        .headers(headers.clone())
+                        .timeout(self.inner.opts.timeout),
                 )
                 .await?;
             match resp.status() {
@@ -313,28 +424,37 @@ impl RegistryClient {
 
     /// Sends a request to the registry, authenticating on demand. Any status but 401/403 from
     /// the registry is returned as is (after retries).
-    async fn request(
+    pub(super) async fn request(
         &self,
         registry: &str,
         repository: &str,
-        method: Method,
-        path: &str,
-        headers: HeaderMap,
-        timeout: Option<Duration>,
+        req: Request<'_>,
     ) -> Result<(Response, Arc<Endpoint>), Error> {
         let ep = self.endpoint(registry).await?;
-        let url = ep.base.join(path).map_err(|e| Error::InvalidReference {
-            text: truncate_for_message(path),
-            reason: e.to_string(),
-        })?;
-        let key = (registry.to_owned(), repository.to_owned());
+        let url = match req.target {
+            Target::Path(path) => {
+                let mut url = ep.base.join(&path).map_err(|e| Error::InvalidReference {
+                    text: truncate_for_message(&path),
+                    reason: e.to_string(),
+                })?;
+                if let Some(ns) = self.mirror.as_ref().and_then(|m| m.ns.as_deref()) {
+                    url.query_pairs_mut().append_pair("ns", ns);
+                }
+                url
+            }
+            Target::Url(url) => url,
+        };
+        // An upload location on another origin gets no credentials, as a redirect would not.
+        let ours = same_origin(&url, &ep.base);
+        let key = (registry.to_owned(), req.access.scope_key(repository));
         let mut call = Call {
-            method,
+            method: req.method,
             url,
-            headers,
-            auth: self.cached_auth(&key),
+            headers: req.headers,
+            auth: if ours { self.cached_auth(&key) } else { None },
             form: None,
-            timeout,
+            body: req.body,
+            timeout: req.timeout,
         };
         let mut challenged = false;
         let mut sent_credentials = false;
@@ -360,7 +480,9 @@ impl RegistryClient {
                     }
                     challenged = true;
                     lock(&self.inner.auth).remove(&key);
-                    let (header, with_creds) = self.authenticate(&ep, repository, &resp).await?;
+                    let (header, with_creds) = self
+                        .authenticate(&ep, repository, req.access, &resp)
+                        .await?;
                     call.auth = Some(header);
                     sent_credentials = with_creds;
                 }
@@ -394,6 +516,7 @@ impl RegistryClient {
         &self,
         ep: &Endpoint,
         repository: &str,
+        access: Access<'_>,
         resp: &Response,
     ) -> Result<(HeaderValue, bool), Error> {
         let registry = &ep.registry;
@@ -403,11 +526,11 @@ impl RegistryClient {
             .iter()
             .flat_map(|v| auth::parse_challenges(&String::from_utf8_lossy(v.as_bytes())))
             .collect();
-        let key = (registry.clone(), repository.to_owned());
+        let key = (registry.clone(), access.scope_key(repository));
         let creds = self.credentials(registry, repository).await;
         if let Some(bearer) = challenges.iter().find(|c| c.scheme == "bearer") {
             let token = self
-                .fetch_token(ep, repository, bearer, creds.as_ref())
+                .fetch_token(ep, repository, access, bearer, creds.as_ref())
                 .await?;
             let header = sensitive(&format!("Bearer {}", token.token))?;
             lock(&self.inner.auth).insert(
@@ -459,6 +582,7 @@ impl RegistryClient {
         &self,
         ep: &Endpoint,
         repository: &str,
+        access: Access<'_>,
         challenge: &Challenge,
         creds: Option<&Credentials>,
     ) -> Result<auth::Token, Error> {
@@ -494,11 +618,10 @@ impl RegistryClient {
             )));
         }
         let service = challenge.param("service").unwrap_or("");
-        let our_scope = format!("repository:{repository}:pull");
-        let mut scopes = vec![our_scope.clone()];
+        let mut scopes = access.scopes(repository);
         if let Some(s) = challenge.param("scope")
             && !s.is_empty()
-            && s != our_scope
+            && !scopes.iter().any(|ours| ours == s)
         {
             scopes.push(s.to_owned());
         }
@@ -508,6 +631,7 @@ impl RegistryClient {
             headers: HeaderMap::new(),
             auth: None,
             form: None,
+            body: None,
             timeout: Some(self.inner.opts.timeout),
         };
         match creds {
@@ -572,7 +696,9 @@ impl RegistryClient {
     /// `--creds`, else the first match in the auth files and helpers (looked up once per
     /// registry and repository, off the async threads: helpers are processes).
     async fn credentials(&self, registry: &str, repository: &str) -> Option<Credentials> {
-        if let Some(c) = &self.inner.opts.creds {
+        if let Some(c) = &self.inner.opts.creds
+            && self.mirror.is_none()
+        {
             return Some(c.clone());
         }
         let key = (registry.to_owned(), repository.to_owned());
@@ -596,7 +722,7 @@ impl RegistryClient {
     }
 
     /// An unexpected status, with the registry's own error codes when it sent some.
-    async fn status_error(&self, ep: &Endpoint, resp: Response, what: &str) -> Error {
+    pub(super) async fn status_error(&self, ep: &Endpoint, resp: Response, what: &str) -> Error {
         let status = resp.status();
         let url = redact_url(resp.url());
         let body = read_capped(ep, resp, 64 * 1024, what)
@@ -607,7 +733,7 @@ impl RegistryClient {
         Error::Registry {
             registry: ep.registry.clone(),
             message: format!(
-                "{what}: GET {url} answered HTTP {}{}",
+                "{what}: {url} answered HTTP {}{}",
                 status.as_u16(),
                 if detail.is_empty() {
                     String::new()
@@ -620,7 +746,7 @@ impl RegistryClient {
 
     /// Errors carrying server-provided text, with any secret removed (a hostile server could
     /// echo what it was sent).
-    fn scrub_error(&self, registry: &str, e: Error) -> Error {
+    pub(super) fn scrub_error(&self, registry: &str, e: Error) -> Error {
         match e {
             Error::Registry {
                 registry: r,

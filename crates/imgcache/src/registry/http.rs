@@ -185,7 +185,10 @@ pub(crate) fn describe_reqwest_error(e: &reqwest::Error) -> String {
     }
     let mut src = e.source();
     while let Some(s) = src {
-        let text = s.to_string();
+        let text = match rustls_error(s) {
+            Some(tls) => super::tls::explain_tls_error(tls),
+            None => super::tls::explain_error_text(&s.to_string()),
+        };
         if !parts.iter().any(|p| p.contains(&text)) {
             parts.push(text);
         }
@@ -199,6 +202,19 @@ pub(crate) fn describe_reqwest_error(e: &reqwest::Error) -> String {
         parts.push(e.without_url_string());
     }
     parts.join(": ")
+}
+
+/// The rustls error an error is, or that the I/O errors wrapping it carry (tokio-rustls wraps
+/// it in one, hyper-util's connector in another).
+fn rustls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut e = e;
+    for _ in 0..8 {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        e = e.downcast_ref::<std::io::Error>()?.get_ref()?;
+    }
+    None
 }
 
 trait WithoutUrl {
@@ -244,6 +260,10 @@ pub(super) fn is_tls_error(e: &reqwest::Error) -> bool {
 
 /// Connection failures and timeouts may pass; other errors (invalid URL, body) will not.
 pub(super) fn is_retryable_error(e: &reqwest::Error) -> bool {
+    // A proxy that wants other credentials will want them next time too.
+    if chain_text(e).contains("proxy authorization required") {
+        return false;
+    }
     if e.is_timeout() || e.is_connect() {
         return true;
     }

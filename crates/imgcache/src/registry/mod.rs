@@ -24,6 +24,7 @@ mod retry;
 mod tests;
 mod tls;
 mod transport;
+mod upload;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -31,6 +32,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use client::RegistryClient;
+pub use upload::{BlobPush, CHUNK_SIZE, MONOLITHIC_MAX, UploadBlob};
 
 /// True for `localhost`, `127.0.0.0/8` and `::1` (with or without a port): registries that
 /// may be reached over plain http.

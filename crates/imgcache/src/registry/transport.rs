@@ -1,5 +1,8 @@
 //! How a request reaches a registry: the endpoint of each registry (Docker Hub's real host,
-//! https or, where allowed, plain http decided by a probe on first use), sending one exchange
+//! https or, where allowed, plain http decided by a probe on first use; a mirror configuration's
+//! `http://` host is plain http without a probe, its `insecure` host is probed like a loopback
+//! one; its HTTP client, with the proxy the environment names for it, is made in `tls`, whose
+//! docs say which proxy a registry goes through and why), sending one exchange
 //! with retries (408/429/5xx, connection errors, `Retry-After`) and redirects (`Authorization`
 //! only to the original origin), errors for requests that got no answer, and size-capped body
 //! reads.
@@ -16,6 +19,7 @@ use super::http::{
     is_tls_error, redact_url, same_origin,
 };
 use super::retry;
+use super::tls::{ProxyEnv, Route};
 use crate::digest::truncate_for_message;
 use crate::error::Error;
 
@@ -39,13 +43,69 @@ pub(super) struct Call {
     /// Sent only to `url`'s origin: never across a redirect to another host.
     pub(super) auth: Option<HeaderValue>,
     pub(super) form: Option<Vec<(&'static str, String)>>,
+    /// Sent with `Content-Length`; made again for every attempt.
+    pub(super) body: Option<CallBody>,
     /// Limit for the whole exchange (small bodies); blobs only have the per-read timeout.
     pub(super) timeout: Option<Duration>,
+}
+
+/// A request body that can be sent again (after a retry, a redirect or a 401 challenge).
+#[derive(Debug, Clone)]
+pub(super) enum CallBody {
+    Bytes(bytes::Bytes),
+    /// `len` bytes of a file from `offset`, read as the request goes out: a blob being
+    /// uploaded is never held in memory whole.
+    File {
+        path: std::path::PathBuf,
+        offset: u64,
+        len: u64,
+    },
+}
+
+/// Bytes read from a file per body chunk.
+const FILE_BODY_CHUNK: usize = 256 * 1024;
+
+impl CallBody {
+    pub(super) fn len(&self) -> u64 {
+        match self {
+            CallBody::Bytes(b) => b.len() as u64,
+            CallBody::File { len, .. } => *len,
+        }
+    }
+
+    async fn to_body(&self) -> std::io::Result<reqwest::Body> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        match self {
+            CallBody::Bytes(b) => Ok(reqwest::Body::from(b.clone())),
+            CallBody::File { path, offset, len } => {
+                let mut file = tokio::fs::File::open(path).await?;
+                file.seek(std::io::SeekFrom::Start(*offset)).await?;
+                let stream =
+                    futures_util::stream::try_unfold((file, *len), |(mut file, left)| async move {
+                        if left == 0 {
+                            return Ok(None);
+                        }
+                        let mut buf = vec![0; FILE_BODY_CHUNK.min(left as usize)];
+                        let n = file.read(&mut buf).await?;
+                        if n == 0 {
+                            return Err(std::io::Error::new(
+                                std::io::ErrorKind::UnexpectedEof,
+                                "the file ended before the bytes to upload",
+                            ));
+                        }
+                        buf.truncate(n);
+                        Ok(Some((bytes::Bytes::from(buf), (file, left - n as u64))))
+                    });
+                Ok(reqwest::Body::wrap_stream(stream))
+            }
+        }
+    }
 }
 
 enum SendError {
     Http(reqwest::Error),
     Redirect(String),
+    Body(std::io::Error),
 }
 
 impl RegistryClient {
@@ -60,14 +120,34 @@ impl RegistryClient {
         } else {
             registry
         };
-        let http = self.http_client(registry, host)?;
+        // Proxies as the environment says (tls.rs documents the rules), read per registry.
+        let proxies = ProxyEnv::from_env().map_err(|message| Error::Registry {
+            registry: registry.to_owned(),
+            message,
+        })?;
+        let settings = self.host_settings(registry, host);
+        let http = self.http_client(registry, host, &proxies)?;
         let https_base = base_url("https", host, registry)?;
-        let fallback = self.inner.opts.insecure || is_loopback_host(host);
-        let base = if fallback {
+        let fallback = self.inner.opts.insecure || settings.allow_http || is_loopback_host(host);
+        let base = if settings.force_http {
+            tracing::debug!(registry, "configured as an http:// host: plain http only");
+            base_url("http", host, registry)?
+        } else if fallback {
             self.probe(registry, host, &http, https_base).await?
         } else {
             https_base
         };
+        match proxies.route(&base) {
+            Route::Proxy(proxy, var) if base.scheme() == "http" => tracing::warn!(
+                registry,
+                proxy,
+                "plain-http registry reached through the proxy of {var}: the proxy sees its requests whole, credentials included; list the registry in NO_PROXY or serve it over https to keep them from the proxy"
+            ),
+            Route::Proxy(proxy, var) => {
+                tracing::debug!(registry, proxy, var, "through the proxy (CONNECT tunnel)")
+            }
+            Route::Direct(why) => tracing::debug!(registry, why, "not proxied"),
+        }
         let ep = Arc::new(Endpoint {
             registry: registry.to_owned(),
             base,
@@ -148,11 +228,25 @@ impl RegistryClient {
                     (format!("HTTP {}", status.as_u16()), ra)
                 }
                 Err(SendError::Http(e)) => {
-                    if is_tls_error(&e) || !is_retryable_error(&e) || attempt >= max {
+                    // A blob body cut off may have reached the registry in part: sent again to
+                    // the same upload it can only be refused. `upload` asks the registry what
+                    // it holds and goes on from there instead.
+                    let uploading = matches!(call.body, Some(CallBody::File { .. }));
+                    if is_tls_error(&e) || !is_retryable_error(&e) || attempt >= max || uploading {
                         let url = e.url().cloned().unwrap_or_else(|| call.url.clone());
                         return Err(self.transport_error(&ep.registry, &url, &e, attempt + 1));
                     }
                     (describe_reqwest_error(&e), None)
+                }
+                Err(SendError::Body(e)) => {
+                    return Err(Error::Registry {
+                        registry: ep.registry.clone(),
+                        message: format!(
+                            "{} {}: reading the bytes to send: {e}",
+                            call.method,
+                            redact_url(&call.url)
+                        ),
+                    });
                 }
                 Err(SendError::Redirect(message)) => {
                     return Err(Error::Registry {
@@ -219,6 +313,11 @@ async fn send_once(ep: &Endpoint, call: &Call) -> Result<Response, SendError> {
         }
         if let Some(form) = &call.form {
             rb = rb.form(form);
+        }
+        if let Some(body) = &call.body {
+            rb = rb
+                .header(reqwest::header::CONTENT_LENGTH, body.len())
+                .body(body.to_body().await.map_err(SendError::Body)?);
         }
         let resp = rb.send().await.map_err(SendError::Http)?;
         let status = resp.status().as_u16();

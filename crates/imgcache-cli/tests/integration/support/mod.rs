@@ -3,9 +3,11 @@
 #![allow(dead_code)]
 
 mod bytes;
+mod connect_proxy;
 mod engines;
 mod images;
 mod private_registry;
+mod push;
 mod registry_log;
 mod relay;
 mod sandbox;
@@ -14,9 +16,11 @@ mod tarballs;
 mod tmpfs;
 
 pub use bytes::*;
+pub use connect_proxy::*;
 pub use engines::*;
 pub use images::*;
 pub use private_registry::*;
+pub use push::*;
 pub use registry_log::*;
 pub use relay::*;
 pub use sandbox::*;
