@@ -433,11 +433,11 @@ async fn run(cli: &Cli) -> Result<u8> {
     match &cli.command {
         Command::Pull(args) => {
             let cache = open_cache(cli, Some(&args.registry))?;
-            let progress = output::PullProgress::new(cli.json);
+            let progress = output::Progress::bytes(cli.json);
             let opts = PullOptions {
                 platform: args.platform.clone(),
                 offline: args.offline,
-                progress: progress.callback().map(|f| Arc::new(f) as _),
+                progress: progress.pull_callback().map(|f| Arc::new(f) as _),
             };
             let report = cache.pull(&args.reference, &opts).await;
             progress.finish();
@@ -446,10 +446,10 @@ async fn run(cli: &Cli) -> Result<u8> {
         }
         Command::Push(args) => {
             let cache = open_cache(cli, Some(&args.registry))?;
-            let progress = output::PushProgress::new(cli.json);
+            let progress = output::Progress::bytes(cli.json);
             let opts = PushOptions {
                 platform: args.platform.clone(),
-                progress: progress.callback().map(|f| Arc::new(f) as _),
+                progress: progress.push_callback().map(|f| Arc::new(f) as _),
             };
             let report = cache.push(&args.reference, &args.destination, &opts).await;
             progress.finish();
@@ -471,11 +471,11 @@ async fn run(cli: &Cli) -> Result<u8> {
                 }
             }
             let cache = open_cache(cli, Some(&args.registry))?;
-            let progress = output::SyncProgress::new(cli.json, images.len());
+            let progress = output::Progress::images(cli.json, images.len());
             let opts = SyncOptions {
                 platform: args.platform.clone(),
                 parallel: args.parallel,
-                progress: progress.callback().map(|f| Arc::new(f) as _),
+                progress: progress.sync_callback().map(|f| Arc::new(f) as _),
             };
             let report = cache.sync(&images, &args.to, &opts).await;
             progress.finish();
@@ -611,11 +611,11 @@ async fn run(cli: &Cli) -> Result<u8> {
         } => {
             let cache = open_cache(cli, Some(registry))?;
             let engine = engine.engine()?;
-            let progress = output::PullProgress::new(cli.json);
+            let progress = output::Progress::bytes(cli.json);
             let opts = PullOptions {
                 platform: platform.clone(),
                 offline: *offline,
-                progress: progress.callback().map(|f| Arc::new(f) as _),
+                progress: progress.pull_callback().map(|f| Arc::new(f) as _),
             };
             let r = cache.load(reference, engine.as_ref(), &opts).await;
             progress.finish();

@@ -249,18 +249,29 @@ pub fn error(path: &Path, e: &Error, json: bool) -> Result<()> {
 }
 
 /// A progress bar on stderr while pulling, only when stderr is a terminal and not --json.
-pub struct PullProgress {
+/// A progress bar on stderr, shown only on a terminal and without `--json`.
+pub struct Progress {
     bar: Option<indicatif::ProgressBar>,
 }
 
-impl PullProgress {
-    pub fn new(json: bool) -> Self {
+impl Progress {
+    /// Bytes moved (pull, push).
+    pub fn bytes(json: bool) -> Self {
         Self {
             bar: terminal_bar(json, BYTES_BAR),
         }
     }
 
-    pub fn callback(
+    /// Images done out of `images` (sync).
+    pub fn images(json: bool, images: usize) -> Self {
+        let bar = terminal_bar(json, "{spinner} {pos}/{len} images {wide_bar} {msg}");
+        if let Some(b) = &bar {
+            b.set_length(images as u64);
+        }
+        Self { bar }
+    }
+
+    pub fn pull_callback(
         &self,
     ) -> Option<impl Fn(imgcache::cache::ProgressEvent) + Send + Sync + 'static> {
         let bar = self.bar.clone()?;
@@ -276,26 +287,7 @@ impl PullProgress {
         })
     }
 
-    pub fn finish(&self) {
-        if let Some(b) = &self.bar {
-            b.finish_and_clear();
-        }
-    }
-}
-
-/// Bytes sent by `push`, on a terminal only.
-pub struct PushProgress {
-    bar: Option<indicatif::ProgressBar>,
-}
-
-impl PushProgress {
-    pub fn new(json: bool) -> Self {
-        Self {
-            bar: terminal_bar(json, BYTES_BAR),
-        }
-    }
-
-    pub fn callback(
+    pub fn push_callback(
         &self,
     ) -> Option<impl Fn(imgcache::cache::PushProgress) + Send + Sync + 'static> {
         let bar = self.bar.clone()?;
@@ -305,28 +297,9 @@ impl PushProgress {
         })
     }
 
-    pub fn finish(&self) {
-        if let Some(b) = &self.bar {
-            b.finish_and_clear();
-        }
-    }
-}
-
-/// Images done by `sync`, on a terminal only.
-pub struct SyncProgress {
-    bar: Option<indicatif::ProgressBar>,
-}
-
-impl SyncProgress {
-    pub fn new(json: bool, images: usize) -> Self {
-        let bar = terminal_bar(json, "{spinner} {pos}/{len} images {wide_bar} {msg}");
-        if let Some(b) = &bar {
-            b.set_length(images as u64);
-        }
-        Self { bar }
-    }
-
-    pub fn callback(&self) -> Option<impl Fn(&imgcache::cache::SyncItem) + Send + Sync + 'static> {
+    pub fn sync_callback(
+        &self,
+    ) -> Option<impl Fn(&imgcache::cache::SyncItem) + Send + Sync + 'static> {
         let bar = self.bar.clone()?;
         Some(move |i: &imgcache::cache::SyncItem| {
             bar.set_message(i.source.clone());

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crate::support::base64;
+use crate::support::{base64, reset_connection};
 
 /// Read and write timeout of every socket.
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -380,7 +380,7 @@ fn handle(mut client: TcpStream, which: Listener, shared: &Shared) -> io::Result
     // Faults answered without upstream.
     match &fault {
         Some(Fault::ResetNow) => {
-            reset(client);
+            reset_connection(client);
             return Ok(());
         }
         Some(Fault::Answer {
@@ -504,7 +504,7 @@ fn handle(mut client: TcpStream, which: Listener, shared: &Shared) -> io::Result
             client.flush()?;
             // Let the client read what was sent before the reset throws it away.
             thread::sleep(Duration::from_millis(150));
-            reset(client);
+            reset_connection(client);
             Ok(())
         }
         Some(Fault::FlipByte(i)) => {
@@ -792,39 +792,6 @@ fn close(mut s: TcpStream) -> io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Closes with a TCP reset (`SO_LINGER` 0), not a FIN.
-fn reset(s: TcpStream) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        #[repr(C)]
-        struct Linger {
-            l_onoff: i32,
-            l_linger: i32,
-        }
-        unsafe extern "C" {
-            fn setsockopt(fd: i32, level: i32, name: i32, value: *const Linger, len: u32) -> i32;
-        }
-        const SOL_SOCKET: i32 = 1;
-        const SO_LINGER: i32 = 13;
-        let linger = Linger {
-            l_onoff: 1,
-            l_linger: 0,
-        };
-        // SAFETY: a valid socket descriptor and a properly sized `struct linger`.
-        unsafe {
-            setsockopt(
-                s.as_raw_fd(),
-                SOL_SOCKET,
-                SO_LINGER,
-                &linger,
-                std::mem::size_of::<Linger>() as u32,
-            );
-        }
-    }
-    drop(s);
 }
 
 /// A JSON document of `size` bytes that looks like the start of a manifest.

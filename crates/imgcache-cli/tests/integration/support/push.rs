@@ -349,7 +349,7 @@ fn handle(mut client: TcpStream, shared: &Shared) -> io::Result<()> {
 
     match &fault {
         Some(UploadFault::ResetBeforeBody) => {
-            reset(client);
+            reset_connection(client);
             return Ok(());
         }
         Some(UploadFault::Answer { code, retry_after }) => {
@@ -397,12 +397,12 @@ fn handle(mut client: TcpStream, shared: &Shared) -> io::Result<()> {
         if let Some(code) = status_of(&sink) {
             record(&|p| p.upstream_status = Some(code));
         }
-        reset(client);
+        reset_connection(client);
         return Ok(());
     }
     // A registry that answered before the body ended has its answer read all the same.
     let Some(resp) = read_head(&mut up).ok().flatten() else {
-        reset(client);
+        reset_connection(client);
         return Ok(());
     };
     let code = resp
@@ -414,7 +414,7 @@ fn handle(mut client: TcpStream, shared: &Shared) -> io::Result<()> {
     if let Some(UploadFault::LoseAnswer) = &fault {
         let mut sink = Vec::new();
         let _ = up.read_to_end(&mut sink);
-        reset(client);
+        reset_connection(client);
         return Ok(());
     }
     let relative = resp.header("location").map(|l| match l.find("://") {
@@ -479,8 +479,8 @@ fn close(mut s: TcpStream) -> io::Result<()> {
     Ok(())
 }
 
-/// Closes with a TCP reset (`SO_LINGER` 0), not a FIN.
-fn reset(s: TcpStream) {
+/// Closes with a TCP reset (`SO_LINGER` 0), not a FIN (the fault proxies' "reset").
+pub fn reset_connection(s: TcpStream) {
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
