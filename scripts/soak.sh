@@ -23,7 +23,9 @@
 #      reference and blobs, a quarter of the time only its reference), import (of a tarball saved
 #      at setup, prepared the same way), save (-o SOAK_DIR/out/save.tar), prune (with
 #      --max-size 1, which evicts every reference; or after an rm of one or of every
-#      reference), rm;
+#      reference), rm, push (of a cached image, every platform, to a second registry started
+#      afresh for the round: nothing there to skip or mount), sync (of both images to that
+#      registry's soak-sync/ prefix, half the time from an empty cache);
 #   2. starts it with the release binary and SIGKILLs it after a random delay, uniform in
 #      [0, T] ms where T is that operation's own duration measured at setup (so kills land
 #      mid-download, mid-copy, mid-write; MAX_DELAY_MS overrides T);
@@ -42,6 +44,10 @@
 #        - after a killed save: SOAK_DIR/out/save.tar is absent or a complete archive that verifies
 #          (deep, --expect the image ID); temporary `.save.tar.*.partial` files beside it are
 #          counted and removed (a SIGKILLed process cannot remove them);
+#      after a push or sync: each destination holds either nothing or the source's exact digest
+#      with every manifest and blob it names (a registry never shows a manifest whose blobs are
+#      missing), and the push cache is fsck --deep clean; then the same push or sync, unkilled,
+#      must complete with the source's digest at every destination;
 #   4. pulls every soak image: each must succeed with the right image ID, and a download the kill
 #      interrupted must resume: the registry's access log must show exactly size - partial bytes
 #      sent for each blob that had a partial (bytes really transferred, from the log's
@@ -60,9 +66,9 @@
 #   TIME_LIMIT=110 (small) / 3600 (kicbase)   seconds: no new round starts after that
 #   SEED=$RANDOM                       random seed (printed; rerun with it to replay the choices)
 #   MAX_DELAY_MS                       fixed upper bound of the kill delay, instead of measured
-#   PORT=5200                          port of the private registry
+#   PORT=5200                          port of the private registry (PORT+1: the push destination)
 #   BENCH_DIR=/tmp/imgcache-bench      where the kicbase images are
-#   OPS="pull import save prune rm"    operations to draw from (repeat a name to weight it)
+#   OPS="pull import save prune rm push sync"   operations to draw from (repeat a name to weight it)
 set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -74,7 +80,7 @@ SOAK_DIR="${SOAK_DIR:-/tmp/imgcache-soak}"
 BENCH_DIR="${BENCH_DIR:-/tmp/imgcache-bench}"
 PORT="${PORT:-5200}"
 SEED="${SEED:-$RANDOM}"
-OPS_LIST="${OPS:-pull import save prune rm}"
+OPS_LIST="${OPS:-pull import save prune rm push sync}"
 IMGCACHE_SRC="${IMGCACHE:-$ROOT_DIR/target/release/imgcache}"
 case "$IMAGE" in
   small) TIME_LIMIT="${TIME_LIMIT:-110}" ;;
@@ -96,12 +102,13 @@ T_START=$(date +%s)
 mkdir -p "$SOAK_DIR" || die "cannot create $SOAK_DIR"
 SOAK_DIR="$(cd "$SOAK_DIR" && pwd)"
 CACHE="$SOAK_DIR/cache-$IMAGE"
+PCACHE="$SOAK_DIR/pushcache-$IMAGE" # the push and sync rounds' own cache: every platform cached
 SEEDCACHE="$SOAK_DIR/seed-$IMAGE"
 TARS="$SOAK_DIR/tars-$IMAGE"
 OUT="$SOAK_DIR/out"
 RUN="$SOAK_DIR/run"
 FAILDIR="$SOAK_DIR/failures"
-rm -rf "$CACHE" "$OUT" "$RUN" "$FAILDIR"
+rm -rf "$CACHE" "$PCACHE" "$OUT" "$RUN" "$FAILDIR"
 mkdir -p "$TARS" "$OUT" "$RUN" "$FAILDIR" "$SOAK_DIR/bin"
 
 # ---- the binary -----------------------------------------------------------------------------------
@@ -128,12 +135,24 @@ SK=(skopeo --insecure-policy)
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
   if [ "$OWN_REG" = 1 ]; then "$TESTENV_SCRIPTS/stop-pidfile.sh" "$REGDATA/_ctl/registry.pid" 20 "$REGDATA/_ctl/config.yml" >/dev/null 2>&1 || true; fi
+  stop_dest
   # Any operation still running (interrupted soak) is ours: its PID is in $RUN/op.pid.
   if [ -s "$RUN/op.pid" ]; then kill -KILL "$(cat "$RUN/op.pid")" 2>/dev/null || true; fi
-  [ "${KEEP:-0}" = 1 ] || rm -rf "$CACHE" "$SEEDCACHE" "$OUT" "$RUN"
+  [ "${KEEP:-0}" = 1 ] || rm -rf "$CACHE" "$PCACHE" "$SEEDCACHE" "$OUT" "$RUN" "$DEST_DATA"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# The push destination: a registry of its own, started afresh for each push or sync round.
+DEST_PORT=$((PORT + 1))
+DEST="127.0.0.1:$DEST_PORT"
+DEST_DATA="$SOAK_DIR/dest-registry"
+stop_dest() { [ -s "$DEST_DATA/_ctl/registry.pid" ] && "$TESTENV_SCRIPTS/stop-pidfile.sh" "$DEST_DATA/_ctl/registry.pid" 20 "$DEST_DATA/_ctl/config.yml" >/dev/null 2>&1; return 0; }
+fresh_dest() {
+  stop_dest
+  rm -rf "$DEST_DATA"
+  "$TESTENV_SCRIPTS/start-registry.sh" "$DEST_PORT" "$DEST_DATA" plain >/dev/null || die "could not start the push destination on $DEST"
+}
 
 start_own_registry() {
   REG="127.0.0.1:$PORT"
@@ -210,12 +229,16 @@ if [ "$IMAGE" = small ]; then REFS=("$REG/soak-busybox:v1" "$REG/soak-multiarch:
 # ---- what the registry serves, by skopeo (not by imgcache) --------------------------------------
 case "$(uname -m)" in x86_64) ARCH=amd64 ;; aarch64) ARCH=arm64 ;; *) ARCH="$(uname -m)" ;; esac
 declare -A WANT_ID BLOB_SIZE
+declare -a WANT_TOP  # per image index: the digest the reference resolves to (index or manifest)
+declare -a PLATFORMS # per image index: the platforms of its index ("" for a single manifest)
 declare -a IMG_BLOBS   # per image index: "digest digest ..." (config and layers)
 declare -a EXTRA_BLOBS # per image index: the other platforms' configs, which a pull also stores
 N_IMG=${#REFS[@]}
 for i in $(seq 0 $((N_IMG - 1))); do
   ref="${REFS[$i]}"
   raw="$("${SK[@]}" inspect --raw --tls-verify=false "docker://$ref")" || die "skopeo inspect $ref"
+  WANT_TOP[i]="sha256:$(printf '%s' "$raw" | sha256sum | cut -d' ' -f1)"
+  PLATFORMS[i]="$(jq -r '[.manifests[]?.platform | select(.os != "unknown") | [.os, .architecture, .variant // empty] | join("/")] | join(" ")' <<<"$raw")"
   if jq -e '.manifests' <<<"$raw" >/dev/null; then
     child="$(jq -r --arg a "$ARCH" '[.manifests[] | select(.platform.os == "linux" and .platform.architecture == $a)][0].digest' <<<"$raw")"
     for other in $(jq -r --arg c "$child" '.manifests[] | select(.digest != $c) | .digest' <<<"$raw"); do
@@ -264,8 +287,21 @@ T_OP[rm]=$(timed ic rm "${REFS[0]}") || die "timing rm failed"
 T_OP[prune]=$(timed ic prune) || die "timing prune failed"
 T_OP[import]=$(timed ic import "$TARS/0.tar") || die "timing import failed"
 rm -rf "$CACHE" "$OUT/save.tar"
+# push and sync: every platform of both images in the push cache, to a fresh destination.
+fill_pcache() {
+  local j p
+  for j in $(seq 0 $((N_IMG - 1))); do
+    "$BIN" --root "$PCACHE" pull "${REFS[$j]}" >/dev/null 2>&1 || return 1
+    for p in ${PLATFORMS[$j]}; do "$BIN" --root "$PCACHE" pull --platform "$p" "${REFS[$j]}" >/dev/null 2>&1 || return 1; done
+  done
+}
+fill_pcache || die "filling the push cache failed"
+fresh_dest
+T_OP[push]=$(timed "$BIN" --root "$PCACHE" push "${REFS[0]}" "$DEST/soak-push/${REPOS[0]}:v1") || die "timing push failed"
+fresh_dest
+T_OP[sync]=$(timed "$BIN" --root "$PCACHE" sync "${REFS[@]}" --to "$DEST/soak-sync") || die "timing sync failed"
 if [ -n "${MAX_DELAY_MS:-}" ]; then for op in "${!T_OP[@]}"; do T_OP[$op]=$MAX_DELAY_MS; done; fi
-log "kill delay bounds (ms, measured): $(for op in pull import save prune rm; do printf '%s %s  ' "$op" "${T_OP[$op]}"; done)"
+log "kill delay bounds (ms, measured): $(for op in pull import save prune rm push sync; do printf '%s %s  ' "$op" "${T_OP[$op]}"; done)"
 
 # ---- helpers of a round ---------------------------------------------------------------------------
 cached_refs() { ic --json ls 2>/dev/null | jq -r '.images[].reference' | sort -u; }
@@ -362,6 +398,35 @@ check_clean() {
   return $bad
 }
 
+# check_dest I DESTREF CONTEXT [required]: the destination holds nothing at DESTREF (unless
+# required), or image I's exact digest with every manifest and blob it names.
+dest_status() { curl -s -o /dev/null -w '%{http_code}' -I -H "Accept: $MANIFEST_TYPES" "http://$DEST/v2/$1"; }
+MANIFEST_TYPES='application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json'
+check_dest() {
+  local i="$1" dref="$2" ctx="$3" required="${4:-}" raw got repo tag m d
+  repo="${dref#"$DEST"/}"; tag="${repo##*:}"; repo="${repo%:*}"
+  if [ "$(dest_status "$repo/manifests/$tag")" != 200 ]; then
+    [ -z "$required" ] && return 0
+    fail "$ctx: $dref is missing" ""; return 1
+  fi
+  raw="$(curl -s -H "Accept: $MANIFEST_TYPES" "http://$DEST/v2/$repo/manifests/$tag")"
+  got="sha256:$(printf '%s' "$raw" | sha256sum | cut -d' ' -f1)"
+  if [ "$got" != "${WANT_TOP[$i]}" ]; then fail "$ctx: $dref holds $got, the source is ${WANT_TOP[$i]}" ""; return 1; fi
+  for m in $(jq -r '.manifests[]?.digest' <<<"$raw") ""; do
+    local doc="$raw"
+    if [ -n "$m" ]; then
+      [ "$(dest_status "$repo/manifests/$m")" = 200 ] || { fail "$ctx: $dref names manifest $m, which the destination lacks" ""; return 1; }
+      doc="$(curl -s -H "Accept: $MANIFEST_TYPES" "http://$DEST/v2/$repo/manifests/$m")"
+    elif jq -e '.manifests' <<<"$raw" >/dev/null; then continue; fi
+    for d in $(jq -r '.config.digest, .layers[].digest' <<<"$doc"); do
+      [ "$(dest_status "$repo/blobs/$d")" = 200 ] || { fail "$ctx: $dref names blob $d, which the destination lacks" ""; return 1; }
+    done
+  done
+  return 0
+}
+# The destinations of a push or sync round.
+dests_of() { if [ "$1" = push ]; then echo "$2=$DEST/soak-push/${REPOS[$2]}:v1"; else for j in $(seq 0 $((N_IMG - 1))); do echo "$j=$DEST/soak-sync/${REPOS[$j]}:v1"; done; fi; }
+
 # Blob bytes the registry sent for the soak's repositories since byte offset $1 of its log.
 sent_since() {
   [ -n "${REGLOG:-}" ] || { echo 0; return; }
@@ -415,10 +480,20 @@ while [ "$KILLED" -lt "$KILLS" ] && [ "$ROUND" -lt $((4 * KILLS)) ]; do
     rm)
       is_cached "$ref" || ic pull "$ref" >/dev/null 2>&1 || true
       args=(rm "$ref") ;;
+    push)
+      fresh_dest
+      fill_pcache
+      args=(push "$ref" "$DEST/soak-push/${REPOS[$i]}:v1") ;;
+    sync)
+      fresh_dest
+      if [ "$(rand 1)" = 0 ]; then rm -rf "$PCACHE"; else fill_pcache; fi
+      args=(sync "${REFS[@]}" --to "$DEST/soak-sync") ;;
   esac
+  root="$CACHE"; case "$OP" in push | sync) root="$PCACHE" ;; esac
+  OP_IMG=$i # check_clean's loops reuse $i
   DELAY=$(rand "${T_OP[$OP]}")
   N_RUN[$OP]=$((${N_RUN[$OP]:-0} + 1))
-  "$BIN" --root "$CACHE" --json "${args[@]}" >"$RUN/op.json" 2>"$RUN/op.err" &
+  "$BIN" --root "$root" --json "${args[@]}" >"$RUN/op.json" 2>"$RUN/op.err" &
   pid=$!
   echo "$pid" >"$RUN/op.pid"
   ms_sleep "$DELAY"
@@ -454,6 +529,16 @@ while [ "$KILLED" -lt "$KILLS" ] && [ "$ROUND" -lt $((4 * KILLS)) ]; do
 
   clean=1
   check_clean "after the kill" || clean=0
+  if [ "$OP" = push ] || [ "$OP" = sync ]; then
+    while IFS='=' read -r j dref; do check_dest "$j" "$dref" "after the killed $OP" || clean=0; done < <(dests_of "$OP" "$OP_IMG")
+    if ! "$BIN" --root "$PCACHE" --json fsck --deep >"$RUN/pfsck.json" 2>&1 || ! jq -e '.ok and .missing == [] and .corrupt == []' "$RUN/pfsck.json" >/dev/null; then
+      fail "the push cache is not clean after the killed $OP" "$(cat "$RUN/pfsck.json")"; clean=0
+    fi
+    if ! "$BIN" --root "$PCACHE" --json "${args[@]}" >"$RUN/again.json" 2>"$RUN/again.err"; then
+      fail "the $OP after the kill failed" "$(cat "$RUN/again.err")"; clean=0
+    fi
+    while IFS='=' read -r j dref; do check_dest "$j" "$dref" "after the $OP again" required || clean=0; done < <(dests_of "$OP" "$OP_IMG")
+  fi
 
   # A clean pull of every image must succeed and resume what the kill interrupted.
   expected=0
@@ -497,9 +582,9 @@ killed_total=0; for op in "${!N_KILLED[@]}"; do killed_total=$((killed_total + N
   echo "imgcache soak ($IMAGE): $ROUND rounds, $killed_total SIGKILLs landed mid-operation ($((ROUND - killed_total)) operations had finished before their kill)"
   echo "  binary      $BIN_ID"
   echo "  images      $(for r in "${REFS[@]}"; do printf '%s ' "$r"; done)($FULL_BYTES bytes in ${#BLOB_SIZE[@]} blobs), registry $REG"
-  echo "  seed        SEED=$SEED (kill delays uniform in [0, T_op] ms: $(for op in pull import save prune rm; do printf '%s %s ' "$op" "${T_OP[$op]}"; done))"
+  echo "  seed        SEED=$SEED (kill delays uniform in [0, T_op] ms: $(for op in pull import save prune rm push sync; do printf '%s %s ' "$op" "${T_OP[$op]}"; done))"
   printf '  operations '
-  for op in pull import save prune rm; do [ -n "${N_RUN[$op]:-}" ] && printf '%s %s/%s killed  ' "$op" "${N_KILLED[$op]:-0}" "${N_RUN[$op]}"; done
+  for op in pull import save prune rm push sync; do [ -n "${N_RUN[$op]:-}" ] && printf '%s %s/%s killed  ' "$op" "${N_KILLED[$op]:-0}" "${N_RUN[$op]}"; done
   echo
   echo "  leftovers   rounds leaving partial downloads with data: $PARTIAL_ROUNDS; resumed by the clean pull: $RESUMED ($RESUME_SAVED bytes not fetched again); rounds with unreferenced blobs: $UNREF_ROUNDS; ingest/*.tmp files left by kills: ${#TMP_SEEN[@]}; save temp files: $SAVE_TMP_LEFT"
   echo "  checked     fsck --deep $FSCK_RUNS times, $BLOBS_HASHED blob files hashed by sha256sum, verify --deep $VERIFY_RUNS times; clean pulls transferred $TRANSFERRED bytes$([ -n "${REGLOG:-}" ] || echo ' (no registry log: not measured)')"
