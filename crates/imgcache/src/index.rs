@@ -264,9 +264,15 @@ impl Index {
     pub fn get_ref(&self, name: &str, platform: Option<&str>) -> Result<Option<RefRecord>, Error> {
         self.conn
             .query_row(
+                // Records of one second (an import of every platform) go to this machine's.
                 "SELECT name, platform, index_digest, manifest_digest, updated_at FROM refs
-                 WHERE name = ?1 AND (?2 IS NULL OR platform = ?2) ORDER BY updated_at DESC LIMIT 1",
-                params![name, platform],
+                 WHERE name = ?1 AND (?2 IS NULL OR platform = ?2)
+                 ORDER BY updated_at DESC, platform = ?3 DESC LIMIT 1",
+                params![
+                    name,
+                    platform,
+                    crate::platform::PlatformSpec::host().to_string()
+                ],
                 row_to_ref,
             )
             .optional()
@@ -599,5 +605,32 @@ mod tests {
         drop(idx);
         let idx = Index::open(&dir.path().join("index.db")).unwrap();
         assert!(idx.get_image(&BlobDigest(d(1))).unwrap().is_some());
+    }
+
+    /// Regression: an import of every platform records them all in the same second, and which
+    /// one a bare name meant (inspect, save, load) was whichever SQLite returned first.
+    #[test]
+    fn a_name_recorded_for_several_platforms_in_one_second_means_this_machines() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = Index::open(&dir.path().join("index.db")).unwrap();
+        let host = crate::platform::PlatformSpec::host().to_string();
+        let other = if host == "linux/arm64/v8" {
+            "linux/amd64"
+        } else {
+            "linux/arm64/v8"
+        };
+        for (platform, n) in [(other, 1), (host.as_str(), 2), ("linux/s390x", 3)] {
+            idx.put_ref(&RefRecord {
+                name: "example.test/multi:v1".into(),
+                platform: platform.into(),
+                index_digest: Some(BlobDigest(d(9))),
+                manifest_digest: BlobDigest(d(n)),
+                updated_at: 5,
+            })
+            .unwrap();
+        }
+        let got = idx.get_ref("example.test/multi:v1", None).unwrap().unwrap();
+        assert_eq!(got.platform, host);
+        assert_eq!(got.manifest_digest, BlobDigest(d(2)));
     }
 }

@@ -873,3 +873,69 @@ fn http_hosts_of_a_mirror_configuration_are_plain_http() {
         "no configuration",
     );
 }
+
+// ===== Push and sync to the same registries =====
+
+/// `skopeo inspect --raw` of `reference` with `cert_dir`, as text (the manifest's bytes).
+fn raw_with(cert_dir: &Path, reference: &str) -> String {
+    skopeo_inspect_with(cert_dir, reference)
+        .ok(&format!("skopeo inspect {reference}"))
+        .stdout
+}
+
+/// push and sync to a registry with the Docker-docs self-signed certificate, and to one that
+/// wants a client certificate: the destination's bytes are the origin's.
+#[test]
+fn push_and_sync_to_selfsigned_and_mtls_registries_keep_the_digest() {
+    let origin = Manifest::of(registry(), "busybox:v1");
+    let source = format!("{}/busybox:v1", registry());
+    let want = String::from_utf8(origin.raw.clone()).unwrap();
+
+    // Self-signed, trusted through --ca-cert for push and certs.d for sync.
+    let reg = PrivateRegistry::start_mode("selfsigned", &[]);
+    let cert = reg.ctl("tls/domain.crt");
+    let sb = Sandbox::new();
+    sb.pull(&source);
+    let dest = reg.reference("pushed/busybox:v1");
+    let refused = sb.run(&["push", &source, &dest]);
+    assert_eq!(refused.code, 3, "untrusted: {}", refused.stderr);
+    assert_has(
+        &refused.stderr,
+        &["TLS failure", "self-signed"],
+        "push untrusted",
+    );
+    let doc = sb.json(&["push", &source, &dest, "--ca-cert", path_str(&cert)]);
+    assert_eq!(doc["digest"], origin.digest.as_str(), "{doc:#}");
+    let dir = certs_d(&sb, &reg.addr, &[("ca.crt", &cert)]);
+    assert_eq!(
+        raw_with(&dir, &dest),
+        want,
+        "push to the self-signed registry"
+    );
+    let to = format!("{}/site", reg.addr);
+    let doc = sb.json(&["sync", &source, "--to", &to]);
+    assert_eq!(doc["pushed"], 1, "{doc:#}");
+    assert_eq!(
+        raw_with(&dir, &reg.reference("site/busybox:v1")),
+        want,
+        "sync to the self-signed registry"
+    );
+
+    // Mutual TLS: the certs.d pair is sent for push as for pull.
+    let reg = PrivateRegistry::start_mode("mtls", &[]);
+    let sb = Sandbox::new();
+    sb.pull(&source);
+    let dir = certs_d(
+        &sb,
+        &reg.addr,
+        &[
+            ("ca.crt", &reg.ctl("tls/ca.crt")),
+            ("client.cert", &reg.ctl("tls/client.cert")),
+            ("client.key", &reg.ctl("tls/client.key")),
+        ],
+    );
+    let dest = reg.reference("pushed/busybox:v1");
+    let doc = sb.json(&["push", &source, &dest]);
+    assert_eq!(doc["digest"], origin.digest.as_str(), "{doc:#}");
+    assert_eq!(raw_with(&dir, &dest), want, "push to the mTLS registry");
+}
