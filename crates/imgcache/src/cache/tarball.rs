@@ -268,9 +268,12 @@ impl Cache {
             return Err(Error::archive(path, p));
         }
         let _gc = self.store.gc_lock(LockMode::Shared)?;
+        // One moment for the whole archive: its platforms' records tie, and a name then means
+        // this machine's platform (an import spanning seconds made it the last one imported).
+        let at = now();
         let mut out = Vec::new();
         for img in &images {
-            out.push(self.import_image(&archive, img, &hashes, tag.as_ref())?);
+            out.push(self.import_image(&archive, img, &hashes, tag.as_ref(), at)?);
         }
         self.save_refs()?;
         Ok(out)
@@ -282,6 +285,7 @@ impl Cache {
         img: &ArchiveImage,
         hashes: &crate::verify::LayerHashes,
         tag: Option<&Reference>,
+        at: i64,
     ) -> Result<ImportReport, Error> {
         let path = archive.path();
         let image_id = img.image_id.ok_or_else(|| Error::NotCached {
@@ -392,7 +396,7 @@ impl Cache {
                 platform: platform.clone(),
                 index_digest: None,
                 manifest_digest,
-                updated_at: now(),
+                updated_at: at,
             })?;
         }
         Ok(ImportReport {
