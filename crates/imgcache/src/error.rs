@@ -68,7 +68,8 @@ pub enum Error {
     },
 
     #[error(
-        "registry {registry}: TLS failure: {message}. Trust its CA with --ca-cert FILE or /etc/docker/certs.d/{registry}/ca.crt, or use --insecure"
+        "registry {registry}: TLS failure: {message}. {}",
+        tls_advice(registry, message)
     )]
     Tls { registry: String, message: String },
 
@@ -142,6 +143,20 @@ pub enum Error {
     /// The engine answered with an error (its message passed through).
     #[error("{engine}: {message}")]
     Engine { engine: String, message: String },
+}
+
+/// What to do about a TLS failure: a refused client certificate wants a certificate, anything
+/// else a trusted CA.
+fn tls_advice(registry: &str, message: &str) -> String {
+    if message.contains("client certificate") {
+        format!(
+            "Give it a client certificate: client.cert with client.key in /etc/docker/certs.d/{registry}/ (or a hosts.toml `client`)"
+        )
+    } else {
+        format!(
+            "Trust its CA with --ca-cert FILE or /etc/docker/certs.d/{registry}/ca.crt, or use --insecure"
+        )
+    }
 }
 
 impl Error {

@@ -266,8 +266,14 @@ fn mtls_registry_gets_the_client_certificate_of_certs_d() {
             "fatal alert",
             "client certificate",
             "client.cert",
+            // Regression: the advice was to trust a CA, which cannot help here.
+            "Give it a client certificate",
         ],
         "no client certificate",
+    );
+    assert!(
+        !err.contains("--ca-cert"),
+        "CA advice for a client certificate: {err}"
     );
 
     // A client certificate of another CA: refused too.
