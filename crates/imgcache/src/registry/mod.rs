@@ -19,6 +19,7 @@ mod auth;
 mod client;
 mod http;
 pub mod mirrors;
+mod proxy;
 mod retry;
 #[cfg(test)]
 mod tests;

@@ -18,8 +18,8 @@ use super::http::{
     base_url, check_registry, describe_reqwest_error, is_loopback_host, is_retryable_error,
     is_tls_error, redact_url, same_origin,
 };
+use super::proxy::{ProxyEnv, Route};
 use super::retry;
-use super::tls::{ProxyEnv, Route};
 use crate::digest::truncate_for_message;
 use crate::error::Error;
 
