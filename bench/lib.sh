@@ -40,6 +40,20 @@ need_tools() {
 }
 # imgcache_abs : a relative IMGCACHE is relative to the checkout
 imgcache_abs() { case "$IMGCACHE" in /*) ;; *) IMGCACHE="$ROOT/$IMGCACHE" ;; esac; }
+# need_imgcache LOGDIR: $IMGCACHE, else a release build of this checkout (log in LOGDIR); dies
+# when there is no binary.
+need_imgcache() {
+  if [ -z "${IMGCACHE:-}" ]; then
+    log "cargo build --release -p imgcache-cli"
+    (cd "$ROOT" && cargo build --release -p imgcache-cli) >"$1/cargo-build.log" 2>&1 ||
+      { tail -5 "$1/cargo-build.log" >&2; die "cargo build failed (see $1/cargo-build.log)"; }
+    local tdir
+    tdir="$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps 2>/dev/null | jq -r .target_directory)"
+    IMGCACHE="${tdir:-$ROOT/target}/release/imgcache"
+  fi
+  imgcache_abs
+  [ -x "$IMGCACHE" ] || die "no imgcache binary at $IMGCACHE"
+}
 SK=(skopeo --insecure-policy)
 blob() { printf '%s/blobs/sha256/%s' "$1" "${2#sha256:}"; } # blob LAYOUT DIGEST -> file
 # ref_digest LAYOUT TAG : the manifest digest of TAG in an OCI layout's index.json

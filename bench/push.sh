@@ -100,15 +100,7 @@ need_tools skopeo:skopeo jq:jq hyperfine:hyperfine curl:curl docker-registry:doc
   openssl:openssl gzip:gzip tar:tar sha256sum:coreutils unshare:util-linux
 
 # ---- imgcache binary (serve.sh's way) -----------------------------------------------------------
-if [ -z "${IMGCACHE:-}" ]; then
-  log "cargo build --release -p imgcache-cli"
-  (cd "$ROOT" && cargo build --release -p imgcache-cli) >"$PD/cargo-build.log" 2>&1 ||
-    { tail -5 "$PD/cargo-build.log" >&2; die "cargo build failed (see $PD/cargo-build.log)"; }
-  tdir="$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps 2>/dev/null | jq -r .target_directory)"
-  IMGCACHE="${tdir:-$ROOT/target}/release/imgcache"
-fi
-imgcache_abs
-[ -x "$IMGCACHE" ] || die "no imgcache binary at $IMGCACHE"
+need_imgcache "$PD"
 if ! "$IMGCACHE" push --help >/dev/null 2>&1 || ! "$IMGCACHE" sync --help >/dev/null 2>&1; then
   die "$IMGCACHE has no 'push' or 'sync' command (stale build?)"
 fi

@@ -99,15 +99,7 @@ need_tools "${tools[@]}"
 if want 4; then [ -x "$DOCKER" ] || apt_install docker.io || die "no $DOCKER (Debian docker.io)"; fi
 
 # ---- imgcache binary (bench/run.sh's way) -------------------------------------------------------
-if [ -z "${IMGCACHE:-}" ]; then
-  log "cargo build --release -p imgcache-cli"
-  (cd "$ROOT" && cargo build --release -p imgcache-cli) >"$SD/cargo-build.log" 2>&1 ||
-    { tail -5 "$SD/cargo-build.log" >&2; die "cargo build failed (see $SD/cargo-build.log)"; }
-  tdir="$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps 2>/dev/null | jq -r .target_directory)"
-  IMGCACHE="${tdir:-$ROOT/target}/release/imgcache"
-fi
-imgcache_abs
-[ -x "$IMGCACHE" ] || die "no imgcache binary at $IMGCACHE"
+need_imgcache "$SD"
 "$IMGCACHE" serve --help 2>/dev/null | grep -q -- --offline || die "$IMGCACHE has no 'serve --offline' (stale build?)"
 
 # ---- cleanup: every process this script starts, by its PID ----------------------------------------
