@@ -3,7 +3,8 @@
 #   BASE default ${IMGCACHE_TESTENV:-/tmp/imgcache-testenv}. Stops the newer engines
 #   (newer-engines.sh down), dockerd, its containerd, a standalone BASE/containerd if one was
 #   started, and the three registries; unmounts anything still mounted under BASE.
-#   Keeps images, registry data and fixtures unless --purge (rm -rf BASE).
+#   Keeps images, registry data and fixtures unless --purge (rm -rf BASE). The signing tools
+#   of signers.sh (BASE/signers) run only inside tests: nothing of theirs to stop.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PURGE=0

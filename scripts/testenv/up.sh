@@ -12,7 +12,10 @@
 #     newer        dockerd 26/28, containerd 1.7/2.1 (newer-engines.sh up; BASE/newer/env.sh), and
 #                  their docker save output (make-newer-fixtures.sh: BASE/newer-fixtures);
 #                  NEWER_ENGINES=0 skips both
-#     BASE/env.sh  export lines (TEST_REGISTRY*, TEST_OCI_LAYOUT, TEST_FIXTURES, DOCKER_HOST, PIDs)
+#     signers      cosign 2.5 (trixie), cosign 3.1 and notation 1.3 (sid) for the signing tests
+#                  (signers.sh: BASE/signers/env.sh, sid ones may be SKIPs); SIGNERS=0 skips them
+#     BASE/env.sh  export lines (TEST_REGISTRY*, TEST_OCI_LAYOUT, TEST_FIXTURES, DOCKER_HOST, PIDs,
+#                  NEWER_* of newer-engines.sh, TEST_COSIGN*/TEST_NOTATION*/TEST_SIGNERS_SKIP of signers.sh)
 #   Stop with down.sh [BASE]. Progress goes to stderr; stdout gets only the env.sh path.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -64,6 +67,12 @@ if [ "${NEWER_ENGINES:-1}" = 1 ]; then
   log "newer fixtures ready"
 fi
 
+# the signing tools (nothing runs: only unpacked and checked); SIGNERS=0 leaves them out
+if [ "${SIGNERS:-1}" = 1 ]; then
+  "$HERE/signers.sh" "$BASE" >/dev/null
+  log "signers ready"
+fi
+
 {
   echo "# written by scripts/testenv/up.sh; source it: . $BASE/env.sh"
   q() { printf 'export %s=%q\n' "$1" "$2"; }
@@ -91,6 +100,9 @@ fi
   q TEST_PODMAN "$HERE/podman-private.sh"
   if [ "${NEWER_ENGINES:-1}" = 1 ]; then
     grep '^export ' "$BASE/newer/env.sh" # NEWER_*: the newer engines, or NEWER_SKIP_* reasons
+  fi
+  if [ "${SIGNERS:-1}" = 1 ]; then
+    grep '^export ' "$BASE/signers/env.sh" # TEST_COSIGN2/3, TEST_NOTATION, or TEST_SIGNERS_SKIP
   fi
 } >"$BASE/env.sh.tmp"
 mv "$BASE/env.sh.tmp" "$BASE/env.sh"

@@ -62,6 +62,8 @@ enum Command {
         /// Import only the image with this tag or image ID.
         #[arg(long, value_name = "REF|IMAGE_ID")]
         image: Option<String>,
+        #[command(flatten)]
+        policy: PolicyArgs,
     },
     /// Cached? Valid? Already in the engine (by image ID, and under the tag)?
     Status {
@@ -84,6 +86,8 @@ enum Command {
         offline: bool,
         #[command(flatten)]
         registry: RegistryArgs,
+        #[command(flatten)]
+        policy: PolicyArgs,
     },
     /// List cached images.
     Ls,
@@ -180,10 +184,38 @@ impl EngineArgs {
     }
 }
 
+/// Who must have signed what (containers' policy.json).
+#[derive(Args, Clone)]
+struct PolicyArgs {
+    /// Signature policy (containers' policy.json) [default: $IMGCACHE_POLICY, else
+    /// /etc/imgcache/policy.json when it exists; none: nothing is checked]
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+}
+
+/// Where the policy lives when no --policy is given. Not containers' own
+/// /etc/containers/policy.json: a system policy written for podman's GPG signatures would
+/// make every pull here fail.
+const DEFAULT_POLICY: &str = "/etc/imgcache/policy.json";
+
+impl PolicyArgs {
+    fn load(&self) -> Result<Option<Arc<imgcache::policy::Policy>>> {
+        let path = match (&self.policy, std::env::var_os("IMGCACHE_POLICY")) {
+            (Some(p), _) => p.clone(),
+            (None, Some(p)) if !p.is_empty() => PathBuf::from(p),
+            _ if Path::new(DEFAULT_POLICY).exists() => PathBuf::from(DEFAULT_POLICY),
+            _ => return Ok(None),
+        };
+        Ok(Some(Arc::new(imgcache::policy::Policy::load(&path)?)))
+    }
+}
+
 #[derive(Args)]
 struct PullArgs {
     #[arg(value_name = "REF")]
     reference: String,
+    #[command(flatten)]
+    policy: PolicyArgs,
     /// os/arch[/variant] to pull from a multi-platform image [default: this machine's]
     #[arg(long, value_name = "PLATFORM", value_parser = parse_platform)]
     platform: Option<PlatformSpec>,
@@ -244,6 +276,11 @@ struct VerifyArgs {
     /// Do not use or record remembered deep verifications of unchanged files.
     #[arg(long)]
     no_memo: bool,
+    /// Re-check the kept signatures of a cached REF under the policy, offline.
+    #[arg(long)]
+    signatures: bool,
+    #[command(flatten)]
+    policy: PolicyArgs,
 }
 
 #[derive(Args)]
@@ -324,7 +361,7 @@ async fn main() -> ExitCode {
         Err(e) => {
             let code = match e.downcast_ref::<Error>() {
                 _ if e.is::<UsageError>() => exit::USAGE,
-                Some(Error::Usage(_)) => exit::USAGE,
+                Some(Error::Usage(_) | Error::Policy { .. }) => exit::USAGE,
                 Some(err) if !err.is_environment() => exit::CHECK_FAILED,
                 _ => exit::ENVIRONMENT,
             };
@@ -438,6 +475,7 @@ async fn run(cli: &Cli) -> Result<u8> {
                 platform: args.platform.clone(),
                 offline: args.offline,
                 progress: progress.pull_callback().map(|f| Arc::new(f) as _),
+                policy: args.policy.load()?,
             };
             let report = cache.pull(&args.reference, &opts).await;
             progress.finish();
@@ -496,6 +534,42 @@ async fn run(cli: &Cli) -> Result<u8> {
                 expect: args.expect,
                 image: args.image.clone(),
             };
+            if args.signatures {
+                let [target] = args.targets.as_slice() else {
+                    return Err(UsageError("--signatures checks one cached REF").into());
+                };
+                let Some(policy) = args.policy.load()? else {
+                    return Err(UsageError(
+                        "--signatures needs a policy: --policy FILE or $IMGCACHE_POLICY",
+                    )
+                    .into());
+                };
+                let cache = open_cache(cli, None)?;
+                let accepted = cache.verify_signatures(target, &policy)?;
+                let text = match accepted.signers.as_slice() {
+                    [] => format!(
+                        "{target}: accepted by {} (no signature required)",
+                        accepted.scope
+                    ),
+                    signers => signers
+                        .iter()
+                        .map(|s| {
+                            format!(
+                                "{target}: signed by {} ({})",
+                                s.signed_by,
+                                s.format.as_str()
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                };
+                output::simple(
+                    &serde_json::json!({"ok": true, "reference": target, "scope": accepted.scope, "signers": accepted.signers}),
+                    &text,
+                    cli.json,
+                )?;
+                return Ok(exit::OK);
+            }
             if args.targets.len() == 1 && !is_file_target(&args.targets[0]) {
                 let cache = open_cache(cli, None)?;
                 let mut report = cache.verify(&args.targets[0], level)?;
@@ -579,9 +653,16 @@ async fn run(cli: &Cli) -> Result<u8> {
             }
             Ok(exit::OK)
         }
-        Command::Import { path, tag, image } => {
+        Command::Import {
+            path,
+            tag,
+            image,
+            policy,
+        } => {
             let cache = open_cache(cli, None)?;
-            let imported = cache.import(path, tag.as_deref(), image.as_deref())?;
+            let policy = policy.load()?;
+            let imported =
+                cache.import(path, tag.as_deref(), image.as_deref(), policy.as_deref())?;
             let text = imported
                 .iter()
                 .map(|i| format!("imported {} as {}", i.image_id, i.references.join(", ")))
@@ -608,6 +689,7 @@ async fn run(cli: &Cli) -> Result<u8> {
             platform,
             offline,
             registry,
+            policy,
         } => {
             let cache = open_cache(cli, Some(registry))?;
             let engine = engine.engine()?;
@@ -616,6 +698,7 @@ async fn run(cli: &Cli) -> Result<u8> {
                 platform: platform.clone(),
                 offline: *offline,
                 progress: progress.pull_callback().map(|f| Arc::new(f) as _),
+                policy: policy.load()?,
             };
             let r = cache.load(reference, engine.as_ref(), &opts).await;
             progress.finish();

@@ -110,6 +110,19 @@ pub enum Error {
         file: PathBuf,
     },
 
+    /// A policy file that cannot be used (the CLI's exit code 2, like a bad option).
+    #[error("policy {}: {message}", path.display())]
+    Policy { path: PathBuf, message: String },
+
+    /// The signature policy said no (a check, exit 1).
+    #[error("{reference}: refused by the policy {} (scope {scope}): {reason}", policy.display())]
+    PolicyRefused {
+        reference: String,
+        policy: PathBuf,
+        scope: String,
+        reason: String,
+    },
+
     /// An index to push names platforms whose images are not all cached.
     #[error(
         "{reference}: the index names platforms that are not cached: {missing}; pull each with `imgcache pull --platform P {reference}`, or push one platform with --platform P"
@@ -213,6 +226,7 @@ impl Error {
             | Error::NotCached { .. }
             | Error::PlatformsNotCached { .. } => Problem::new(Check::NotFound, self.to_string()),
             Error::Blocked { .. } => Problem::new(Check::Blocked, self.to_string()),
+            Error::PolicyRefused { .. } => Problem::new(Check::Signature, self.to_string()),
             _ => Problem::new(Check::Environment, self.to_string()),
         }
     }
@@ -265,6 +279,8 @@ pub enum Check {
     InvalidReference,
     /// The mirror configuration forbids pulling the reference.
     Blocked,
+    /// The signature policy refused the image (no, or no acceptable, signature).
+    Signature,
     /// The file could not be read (permissions, I/O error): not a verdict on its content.
     Environment,
 }

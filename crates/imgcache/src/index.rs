@@ -68,7 +68,27 @@ CREATE TABLE blob_locations (        -- repositories known to hold a blob: where
     PRIMARY KEY (digest, registry, repository)
 );
 "#,
+    r#"
+CREATE TABLE signatures (            -- signature artifacts kept beside the manifest they sign
+    subject TEXT NOT NULL,           -- the manifest or index digest signed
+    artifact TEXT NOT NULL,          -- the signature manifest (its blobs are in the store)
+    format TEXT NOT NULL,            -- cosign | cosign-bundle | notation
+    signed_by TEXT NOT NULL,         -- who, as the policy last verified it
+    verified_at INTEGER NOT NULL,
+    PRIMARY KEY (subject, artifact)
+);
+"#,
 ];
+
+/// A signature artifact kept for a manifest.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SignatureRecord {
+    pub subject: Digest,
+    pub artifact: Digest,
+    pub format: String,
+    pub signed_by: String,
+    pub verified_at: i64,
+}
 
 /// What a reference resolved to.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -425,6 +445,50 @@ impl Index {
                 out.extend(img.blobs());
             } else {
                 out.insert(r.manifest_digest.0);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records a signature artifact of `subject` (idempotent; the last verification wins).
+    pub fn put_signature(&self, s: &SignatureRecord) -> Result<(), Error> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO signatures (subject, artifact, format, signed_by, verified_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![s.subject.to_string(), s.artifact.to_string(), s.format, s.signed_by, s.verified_at],
+            )
+            .map(drop)
+            .map_err(|e| self.fail(e))
+    }
+
+    /// The signature artifacts kept for `subject`.
+    pub fn signatures(&self, subject: &Digest) -> Result<Vec<SignatureRecord>, Error> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT subject, artifact, format, signed_by, verified_at FROM signatures WHERE subject = ?1 ORDER BY artifact")
+            .map_err(|e| self.fail(e))?;
+        let rows = stmt
+            .query_map(params![subject.to_string()], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                ))
+            })
+            .map_err(|e| self.fail(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (s, a, format, signed_by, verified_at) = row.map_err(|e| self.fail(e))?;
+            if let (Ok(subject), Ok(artifact)) = (Digest::parse(&s), Digest::parse(&a)) {
+                out.push(SignatureRecord {
+                    subject,
+                    artifact,
+                    format,
+                    signed_by,
+                    verified_at,
+                });
             }
         }
         Ok(out)

@@ -62,6 +62,7 @@ pub mod error;
 pub mod index;
 pub mod lock;
 pub mod platform;
+pub mod policy;
 pub mod reference;
 pub mod registry;
 pub mod serve;

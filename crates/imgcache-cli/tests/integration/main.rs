@@ -25,4 +25,5 @@ mod reliability;
 mod save_import;
 mod serve_clients;
 mod serve_hostile;
+mod signatures;
 mod tls_proxies;

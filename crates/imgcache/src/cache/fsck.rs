@@ -121,6 +121,14 @@ impl Cache {
                 report.broken_references.push(r.name.clone());
             }
         }
+        // A kept signature whose blobs are gone no longer counts for `load`; it is reported
+        // as missing but breaks no reference (the image itself is whole).
+        let signed = Self::signed_subjects(&index)?;
+        for d in self.signature_blobs(&index, &signed)? {
+            if !present(&d) {
+                missing.insert(d);
+            }
+        }
         let reachable = self.reachable(&index)?;
         drop(index);
         report.missing = missing

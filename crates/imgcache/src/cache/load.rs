@@ -5,6 +5,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
+use super::signatures::signed_digest;
 use super::tarball::ForEngine;
 use super::{Cache, PullOptions, blocking};
 use crate::archive::MAX_MANIFEST_BYTES;
@@ -12,7 +13,8 @@ use crate::archive::write::SaveFormat;
 use crate::digest::{Digest, ImageId};
 use crate::engine::{Engine, EngineImage, EngineKind, Known, LayerIds, Lookup};
 use crate::error::{Error, Problem};
-use crate::index::{ImageRecord, RefRecord};
+use crate::index::{ImageRecord, RefRecord, SignatureRecord};
+use crate::policy::{Policy, Signer};
 use crate::reference::Reference;
 use crate::verify::Level;
 
@@ -25,6 +27,8 @@ pub struct StatusReport {
     pub valid: bool,
     pub image_id: Option<ImageId>,
     pub failures: Vec<Problem>,
+    /// The signatures kept with the image: who signed, as last verified.
+    pub signatures: Vec<SignatureRecord>,
     pub engine: EngineStatus,
 }
 
@@ -64,6 +68,9 @@ pub struct LoadReport {
     pub action: LoadAction,
     /// The image was pulled first.
     pub pulled: bool,
+    /// The kept signatures the policy accepted before anything was sent or tagged.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub signed_by: Vec<Signer>,
 }
 
 impl Cache {
@@ -91,12 +98,17 @@ impl Cache {
         };
         let in_engine = seen.image;
         let tag_image_id = seen.named.map(|i| i.image_id);
+        let signatures = match &cached {
+            Some((rec, img)) => self.signature_records(&signed_digest(rec.as_ref(), img))?,
+            None => Vec::new(),
+        };
         Ok(StatusReport {
             reference: name,
             cached: cached.is_some(),
             valid: cached.is_some() && failures.is_empty(),
             image_id,
             failures,
+            signatures,
             engine: EngineStatus {
                 kind: engine.kind().to_string(),
                 endpoint: engine.endpoint(),
@@ -134,16 +146,18 @@ impl Cache {
             }
             Err(e) => return Err(e),
         };
-        blocking(|| self.load_cached(&name, parsed.tag.is_some(), engine, pulled))
+        blocking(|| self.load_cached(&parsed, engine, pulled, opts.policy.as_deref()))
     }
 
     fn load_cached(
         &self,
-        name: &str,
-        tagged_ref: bool,
+        parsed: &Reference,
         engine: &dyn Engine,
         pulled: bool,
+        policy: Option<&Policy>,
     ) -> Result<LoadReport, Error> {
+        let name = &parsed.to_string();
+        let tagged_ref = parsed.tag.is_some();
         let (rec, img) = self.resolve(name)?;
         let report = self.verify(name, Level::Fast)?;
         if let Some(f) = report.failures.first() {
@@ -154,6 +168,14 @@ impl Cache {
             );
             return Err(Error::archive(self.root(), p));
         }
+        // Judged offline, before the engine is sent or told anything.
+        let signed_by = match policy {
+            Some(p) => {
+                self.check_stored_signatures(p, parsed, &signed_digest(rec.as_ref(), &img))?
+                    .signers
+            }
+            None => Vec::new(),
+        };
         let id = img.image_id;
         // What a save names in index.json: the digest the reference was pulled by.
         let top = match &rec {
@@ -185,6 +207,7 @@ impl Cache {
                         engine_id: found.engine_id,
                         action: LoadAction::AlreadyPresent,
                         pulled,
+                        signed_by,
                     });
                 }
             } else if !other_top_digest(&found, &id, &top) {
@@ -248,6 +271,7 @@ impl Cache {
             engine_id: found.engine_id,
             action,
             pulled,
+            signed_by,
         })
     }
 

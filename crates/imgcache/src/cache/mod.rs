@@ -23,6 +23,7 @@ mod push;
 mod query;
 mod refs;
 mod serve;
+mod signatures;
 mod sync;
 mod tarball;
 

@@ -118,6 +118,7 @@ impl Cache {
     /// for every platform).
     pub(super) fn reachable(&self, index: &Index) -> Result<HashSet<Digest>, Error> {
         let mut out = index.reachable_blobs()?;
+        out.extend(self.signature_blobs(index, &Self::signed_subjects(index)?)?);
         for r in index.refs()? {
             if let Some(i) = r.index_digest
                 && let Ok(bytes) = self.store.read_blob(&i.0, MAX_MANIFEST_BYTES)
@@ -135,6 +136,16 @@ impl Cache {
 }
 
 impl Cache {
+    /// The digests signatures may be kept for: what each reference resolved to.
+    pub(super) fn signed_subjects(index: &Index) -> Result<HashSet<Digest>, Error> {
+        Ok(index
+            .refs()?
+            .into_iter()
+            .flat_map(|r| [Some(r.manifest_digest.0), r.index_digest.map(|i| i.0)])
+            .flatten()
+            .collect())
+    }
+
     /// The config digest a stored image manifest names.
     fn manifest_config(&self, manifest: &Digest) -> Option<Digest> {
         let bytes = self.store.read_blob(manifest, MAX_MANIFEST_BYTES).ok()?;

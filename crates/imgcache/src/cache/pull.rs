@@ -14,6 +14,7 @@ use crate::error::Error;
 use crate::index::{ImageRecord, LayerRecord, RefRecord, now};
 use crate::lock::LockMode;
 use crate::platform::PlatformSpec;
+use crate::policy::{Policy, Signer};
 use crate::reference::Reference;
 use crate::registry::mirrors::Role;
 use crate::registry::{FetchedManifest, RegistryClient};
@@ -34,6 +35,9 @@ pub struct PullOptions {
     pub offline: bool,
     /// Called as bytes arrive (for progress bars).
     pub progress: Option<Arc<dyn Fn(ProgressEvent) + Send + Sync>>,
+    /// Who must have signed what: signatures the reference's scope asks for are fetched and
+    /// judged before any layer is fetched, and kept with the image.
+    pub policy: Option<Arc<Policy>>,
 }
 
 /// Progress of a pull, blob by blob.
@@ -73,6 +77,9 @@ pub struct PullReport {
     /// the location registries.conf rewrites it to (`None` when answered from the cache).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub served_by: Option<String>,
+    /// The signatures the policy accepted (empty without a policy or when none was asked).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub signed_by: Vec<Signer>,
 }
 
 impl Cache {
@@ -87,7 +94,7 @@ impl Cache {
         // Held for the whole pull: prune waits instead of deleting blobs this pull needs.
         let _gc = blocking(|| self.store.gc_lock(LockMode::Shared))?;
 
-        if let Some(report) = self.pull_from_cache(&reference, &platform, opts.offline)? {
+        if let Some(report) = self.pull_from_cache(&reference, &platform, opts)? {
             return Ok(report);
         }
         if opts.offline {
@@ -158,6 +165,21 @@ impl Cache {
         let name = reference.to_string();
         let platform = opts.platform.clone().unwrap_or_else(PlatformSpec::host);
         let distribution_digest = BlobDigest(top.digest);
+        // Judged before any layer is fetched; kept only once the image is whole.
+        let signatures = match &opts.policy {
+            Some(policy) => {
+                let found = if policy.wants_signatures(reference) {
+                    client
+                        .fetch_signatures(&route.registry, &route.repository, &top.digest)
+                        .await?
+                } else {
+                    Vec::new()
+                };
+                let accepted = policy.check(reference, &top.digest, &found)?;
+                Some((found, accepted))
+            }
+            None => None,
+        };
         let (index_bytes, manifest) = if is_index(&top.media_type, &top.bytes) {
             self.store_index_children(client, route, &top.bytes).await;
             let child = select_platform(&name, &top.bytes, &platform)?;
@@ -271,6 +293,9 @@ impl Cache {
             last_used: now(),
         };
         let index_digest = index_bytes.as_ref().map(|_| distribution_digest);
+        if let Some((found, accepted)) = &signatures {
+            blocking(|| self.keep_signatures(&distribution_digest.0, found, accepted))?;
+        }
         {
             let mut index = self.index();
             index.put_image(&record)?;
@@ -298,6 +323,7 @@ impl Cache {
             blobs_reused: stats.blobs_reused,
             from_cache: false,
             served_by: Some(format!("{}/{}", route.registry, route.repository)),
+            signed_by: signatures.map(|(_, a)| a.signers).unwrap_or_default(),
         })
     }
 
@@ -307,8 +333,9 @@ impl Cache {
         &self,
         reference: &Reference,
         platform: &PlatformSpec,
-        offline: bool,
+        opts: &PullOptions,
     ) -> Result<Option<PullReport>, Error> {
+        let offline = opts.offline;
         let name = reference.to_string();
         let (manifest_digest, index_digest) = if let Some(d) = reference.digest {
             let pinned = BlobDigest(d);
@@ -331,6 +358,18 @@ impl Cache {
             }
         } else {
             return Ok(None);
+        };
+        // The kept signatures are judged again; online, a refusal fetches them anew.
+        let signed_by = match &opts.policy {
+            Some(policy) => {
+                let top = index_digest.unwrap_or(manifest_digest).0;
+                match self.check_stored_signatures(policy, reference, &top) {
+                    Ok(accepted) => accepted.signers,
+                    Err(e) if offline => return Err(e),
+                    Err(_) => return Ok(None),
+                }
+            }
+            None => Vec::new(),
         };
         let index = self.index();
         let Some(img) = index.get_image(&manifest_digest)? else {
@@ -373,6 +412,7 @@ impl Cache {
             blobs_reused: 1 + img.layers.len(),
             from_cache: true,
             served_by: None,
+            signed_by,
         }))
     }
 

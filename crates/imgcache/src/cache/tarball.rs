@@ -15,6 +15,7 @@ use crate::error::{Check, Error, Problem};
 use crate::index::{ImageRecord, LayerRecord, RefRecord, now};
 use crate::lock::LockMode;
 use crate::platform::PlatformSpec;
+use crate::policy::Policy;
 use crate::reference::Reference;
 use crate::store::IngestStart;
 use crate::verify::{ImageReport, Level};
@@ -238,6 +239,7 @@ impl Cache {
         path: &Path,
         tag: Option<&str>,
         select: Option<&str>,
+        policy: Option<&Policy>,
     ) -> Result<Vec<ImportReport>, Error> {
         let archive = Archive::open(path)?;
         let images: Vec<&ArchiveImage> = match select {
@@ -266,6 +268,11 @@ impl Cache {
             let mut p = r.failures[0].clone();
             p.message = format!("image {id}: {}", p.message);
             return Err(Error::archive(path, p));
+        }
+        if let Some(policy) = policy {
+            for img in &images {
+                import_allowed(policy, path, img, tag.as_ref())?;
+            }
         }
         let _gc = self.store.gc_lock(LockMode::Shared)?;
         // One moment for the whole archive: its platforms' records tie, and a name then means
@@ -407,6 +414,50 @@ impl Cache {
             bytes_stored: stored_bytes,
         })
     }
+}
+
+/// An import under a policy: each name the image would get is judged under its scope before
+/// anything is stored. Signatures do not travel in tarballs imgcache reads yet (Docker's
+/// archive formats cannot carry them), so a scope that asks for one refuses the import.
+fn import_allowed(
+    policy: &Policy,
+    path: &Path,
+    img: &ArchiveImage,
+    tag: Option<&Reference>,
+) -> Result<(), Error> {
+    let names: Vec<Reference> = match tag {
+        Some(t) => vec![t.clone()],
+        None => img
+            .tags
+            .iter()
+            .filter_map(|t| Reference::parse(t).ok())
+            .collect(),
+    };
+    let subject = img
+        .manifest_digest
+        .map(|d| d.0)
+        .or(img.image_id.map(|i| i.0))
+        .unwrap_or_else(|| Digest::of_bytes(b""));
+    if names.is_empty() && !policy.accepts_unsigned_default() {
+        return Err(Error::PolicyRefused {
+            reference: format!("{} (an image without a name)", path.display()),
+            policy: policy.path().into(),
+            scope: "default".into(),
+            reason: "the default scope asks for signatures, and the archive carries none imgcache can read".into(),
+        });
+    }
+    for name in &names {
+        policy.check(name, &subject, &[]).map_err(|e| match e {
+            Error::PolicyRefused { reference, policy, scope, reason } => Error::PolicyRefused {
+                reference: format!("{reference} from {}", path.display()),
+                policy,
+                scope,
+                reason: format!("{reason}; the archive carries no signatures imgcache can read (Docker archive formats cannot carry them)"),
+            },
+            e => e,
+        })?;
+    }
+    Ok(())
 }
 
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";

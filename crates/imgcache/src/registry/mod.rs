@@ -21,6 +21,7 @@ mod http;
 pub mod mirrors;
 mod proxy;
 mod retry;
+mod signatures;
 #[cfg(test)]
 mod tests;
 mod tls;
@@ -33,6 +34,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use client::RegistryClient;
+pub use signatures::MAX_REFERRERS;
 pub use upload::{BlobPush, CHUNK_SIZE, MONOLITHIC_MAX, UploadBlob};
 
 /// True for `localhost`, `127.0.0.0/8` and `::1` (with or without a port): registries that

@@ -12,6 +12,7 @@ mod registry_log;
 mod relay;
 mod sandbox;
 mod serve;
+mod signers;
 mod tarballs;
 mod tmpfs;
 
@@ -25,6 +26,7 @@ pub use registry_log::*;
 pub use relay::*;
 pub use sandbox::*;
 pub use serve::*;
+pub use signers::*;
 pub use tarballs::*;
 pub use tmpfs::*;
 

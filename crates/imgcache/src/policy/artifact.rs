@@ -1,0 +1,144 @@
+//! A signature as it travels: an OCI manifest (the artifact) and its few small blobs. Three
+//! formats, told apart by their media types:
+//!
+//! - cosign 2's tag scheme: the tag `sha256-<hex>.sig` in the image's repository, one layer per
+//!   signature (a simple-signing payload; the signature in the layer's annotation);
+//! - cosign 3's sigstore bundle: a referrer (its `subject` is the image) with one bundle layer;
+//! - notation: a referrer with artifact type `application/vnd.cncf.notary.signature` and one JWS
+//!   (or COSE) envelope layer.
+
+use oci_spec::image::{Descriptor, ImageManifest};
+use serde::Serialize;
+
+use crate::digest::Digest;
+
+pub const MEDIA_SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+pub const ANNOTATION_COSIGN_SIGNATURE: &str = "dev.cosignproject.cosign/signature";
+pub const MEDIA_SIGSTORE_BUNDLE_PREFIX: &str = "application/vnd.dev.sigstore.bundle";
+pub const ARTIFACT_NOTATION: &str = "application/vnd.cncf.notary.signature";
+pub const MEDIA_JWS: &str = "application/jose+json";
+pub const MEDIA_COSE: &str = "application/cose";
+
+/// A signature blob is a few KB: this bounds what is read into memory for one.
+pub const MAX_SIGNATURE_BLOB_BYTES: u64 = 256 * 1024;
+/// Blobs (config and layers) one signature manifest may name; cosign adds a layer per
+/// signature to its `.sig` manifest.
+pub const MAX_SIGNATURE_BLOBS: usize = 64;
+
+/// Which tool's format a signature artifact is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum SignatureFormat {
+    #[serde(rename = "cosign")]
+    CosignTag,
+    #[serde(rename = "cosign-bundle")]
+    CosignBundle,
+    #[serde(rename = "notation")]
+    Notation,
+}
+
+impl SignatureFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignatureFormat::CosignTag => "cosign",
+            SignatureFormat::CosignBundle => "cosign-bundle",
+            SignatureFormat::Notation => "notation",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::CosignTag, Self::CosignBundle, Self::Notation]
+            .into_iter()
+            .find(|f| f.as_str() == text)
+    }
+}
+
+/// One signature artifact with the bytes of its manifest and blobs (config first, then the
+/// layers, in manifest order), exactly as the registry or archive gave them.
+#[derive(Debug, Clone)]
+pub struct SignatureArtifact {
+    pub format: SignatureFormat,
+    pub digest: Digest,
+    pub manifest: Vec<u8>,
+    pub blobs: Vec<(Digest, Vec<u8>)>,
+}
+
+impl SignatureArtifact {
+    /// The bytes of blob `digest`, if carried.
+    pub fn blob(&self, digest: &Digest) -> Option<&[u8]> {
+        self.blobs
+            .iter()
+            .find(|(d, _)| d == digest)
+            .map(|(_, b)| b.as_slice())
+    }
+
+    /// The parsed manifest (it parsed when the artifact was classified).
+    pub fn parsed(&self) -> Option<ImageManifest> {
+        serde_json::from_slice(&self.manifest).ok()
+    }
+}
+
+/// The format of a manifest, if it is a signature artifact.
+pub fn classify(manifest: &ImageManifest) -> Option<SignatureFormat> {
+    let artifact_type = manifest
+        .artifact_type()
+        .as_ref()
+        .map(|m| m.to_string())
+        .unwrap_or_default();
+    let config_type = manifest.config().media_type().to_string();
+    let layer_types: Vec<String> = manifest
+        .layers()
+        .iter()
+        .map(|l| l.media_type().to_string())
+        .collect();
+    if artifact_type == ARTIFACT_NOTATION || config_type == ARTIFACT_NOTATION {
+        return Some(SignatureFormat::Notation);
+    }
+    if artifact_type.starts_with(MEDIA_SIGSTORE_BUNDLE_PREFIX)
+        || layer_types
+            .iter()
+            .any(|t| t.starts_with(MEDIA_SIGSTORE_BUNDLE_PREFIX))
+    {
+        return Some(SignatureFormat::CosignBundle);
+    }
+    if !layer_types.is_empty() && layer_types.iter().all(|t| t == MEDIA_SIMPLE_SIGNING) {
+        return Some(SignatureFormat::CosignTag);
+    }
+    None
+}
+
+/// The blobs a signature manifest names (config, then layers), with their sizes; `Err` names
+/// what is wrong (too many, too large, not a sha256 digest).
+pub fn blob_descriptors(manifest: &ImageManifest) -> Result<Vec<(Digest, u64)>, String> {
+    let all: Vec<&Descriptor> = std::iter::once(manifest.config())
+        .chain(manifest.layers().iter())
+        .collect();
+    if all.len() > MAX_SIGNATURE_BLOBS {
+        return Err(format!(
+            "the signature manifest names {} blobs (at most {MAX_SIGNATURE_BLOBS})",
+            all.len()
+        ));
+    }
+    all.into_iter()
+        .map(|d| {
+            let digest = Digest::parse(d.digest().as_ref())
+                .map_err(|_| format!("blob digest {:?} is not sha256", d.digest().to_string()))?;
+            if d.size() > MAX_SIGNATURE_BLOB_BYTES {
+                return Err(format!(
+                    "blob {digest} is {} bytes (a signature blob is at most {MAX_SIGNATURE_BLOB_BYTES})",
+                    d.size()
+                ));
+            }
+            Ok((digest, d.size()))
+        })
+        .collect()
+}
+
+/// The tag cosign 2 stores a signature of `subject` under.
+pub fn cosign_tag(subject: &Digest) -> String {
+    format!("sha256-{}.sig", subject.hex())
+}
+
+/// The referrers tag-schema tag (OCI distribution 1.1) listing referrers of `subject`.
+pub fn referrers_tag(subject: &Digest) -> String {
+    format!("sha256-{}", subject.hex())
+}
