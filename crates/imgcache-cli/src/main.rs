@@ -255,6 +255,9 @@ struct SyncArgs {
     /// Images synced at once.
     #[arg(long, value_name = "N", default_value_t = imgcache::cache::DEFAULT_SYNC_PARALLEL)]
     parallel: usize,
+    /// Pulls go under this policy, and the signatures it accepted are copied along.
+    #[command(flatten)]
+    policy: PolicyArgs,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -514,6 +517,7 @@ async fn run(cli: &Cli) -> Result<u8> {
                 platform: args.platform.clone(),
                 parallel: args.parallel,
                 progress: progress.sync_callback().map(|f| Arc::new(f) as _),
+                policy: args.policy.load()?,
             };
             let report = cache.sync(&images, &args.to, &opts).await;
             progress.finish();

@@ -353,6 +353,9 @@ pub fn push(r: &imgcache::cache::PushReport, json: bool) -> Result<()> {
             r.manifests_pushed
         )?;
     }
+    if r.signatures_pushed > 0 {
+        writeln!(out, "  signatures   {} put", r.signatures_pushed)?;
+    }
     Ok(())
 }
 
@@ -550,11 +553,15 @@ pub fn save(
         if let Some(ix) = &r.index {
             doc["index"] = serde_json::to_value(ix)?;
         }
+        doc["signatures"] = r.signatures.into();
         return print_json(&doc);
     }
     println!("saved {reference} ({}) to {output}", r.image_id);
     if let Some(note) = save_index_note(r) {
         println!("  {note}");
+    }
+    if r.signatures > 0 {
+        println!("  with {} kept signatures", r.signatures);
     }
     Ok(())
 }
@@ -620,6 +627,9 @@ pub fn status(r: &imgcache::cache::StatusReport, json: bool) -> Result<()> {
         for f in &r.failures {
             writeln!(out, "    fail  {}", problem_line(f))?;
         }
+    }
+    for s in &r.signatures {
+        writeln!(out, "  signed        {} by {}", s.format, s.signed_by)?;
     }
     let e = &r.engine;
     let engine_id = e

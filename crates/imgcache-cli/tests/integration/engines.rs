@@ -876,3 +876,63 @@ fn docker_tag_naming_another_image_is_reported_and_moved_by_load() {
         "{doc:#}"
     );
 }
+
+#[test]
+fn load_under_a_policy_judges_the_kept_signatures_and_tells_the_engine_nothing_when_refused() {
+    let c = Sandbox::new();
+    let e = Engine::podman(&c, "");
+    let reg = PrivateRegistry::start();
+    let m = reg.copy_from_main("busybox:v1-oci");
+    let name = format!("{}/busybox:v1-oci", reg.addr);
+    let keys = CosignKeys::generate(cosign2(), c.dir.path());
+    let other = CosignKeys::generate_named(cosign2(), c.dir.path(), "other");
+    cosign2_sign(&keys, &format!("{}/busybox@{}", reg.addr, m.digest));
+    let policy = |file: &str, key: &Path| -> String {
+        let doc = json!({
+            "default": [{"type": "insecureAcceptAnything"}],
+            "transports": {"docker": {format!("{}/busybox", reg.addr): [{
+                "type": "sigstoreSigned", "keyPath": key,
+                "signedIdentity": {"type": "matchRepository"}
+            }]}}
+        });
+        let path = c.path(file);
+        fs::write(&path, doc.to_string()).unwrap();
+        path.display().to_string()
+    };
+    let trusted = policy("trusted.json", &keys.pub_key);
+    let stranger = policy("stranger.json", &other.pub_key);
+    let pulled = c.json(&["pull", "--policy", &trusted, &name]);
+    let image_id = pulled["image_id"].as_str().unwrap().to_owned();
+
+    // The kept signature is by a key this policy does not trust: refused before podman is
+    // asked anything.
+    let mark = e.mark();
+    let doc = c.json_with_env(
+        &e.env,
+        &["load", "--policy", &stranger, &name, "--engine", "podman"],
+        1,
+    );
+    assert_eq!(doc["error"]["check"], "signature", "{doc:#}");
+    assert!(
+        doc["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not trust"),
+        "{doc:#}"
+    );
+    assert_eq!(e.commands_since(mark), Vec::<String>::new());
+
+    let mark = e.mark();
+    let doc = c.json_with_env(
+        &e.env,
+        &["load", "--policy", &trusted, &name, "--engine", "podman"],
+        0,
+    );
+    assert_eq!(doc["action"], "loaded", "{doc:#}");
+    assert_eq!(doc["signed_by"][0]["format"], "cosign", "{doc:#}");
+    assert!(
+        e.activity(mark, &image_id).iter().any(|a| a == "load"),
+        "{:?}",
+        e.commands_since(mark)
+    );
+}

@@ -3,26 +3,10 @@
 //! must agree on each case, and a refused signature never reaches the cache.
 
 use std::fs;
-use std::path::Path;
 
 use serde_json::json;
 
 use crate::support::*;
-
-/// A policy with one scope for `repo` holding `requirement`, written into the sandbox.
-fn policy(sb: &Sandbox, repo: &str, requirement: serde_json::Value) -> String {
-    let doc = json!({
-        "default": [{"type": "insecureAcceptAnything"}],
-        "transports": {"docker": {repo: [requirement]}}
-    });
-    let path = sb.dir.path().join("policy.json");
-    fs::write(&path, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
-    path.display().to_string()
-}
-
-fn signature_blobs_in_store(root: &Path) -> usize {
-    fs::read_dir(root.join("blobs/sha256")).map_or(0, |d| d.count())
-}
 
 #[test]
 fn cosign2_signature_verifies_and_is_kept_and_a_wrong_key_is_refused_as_cosign_refuses_it() {
@@ -37,7 +21,7 @@ fn cosign2_signature_verifies_and_is_kept_and_a_wrong_key_is_refused_as_cosign_r
     assert!(!cosign_verify(cosign2(), &other.pub_key, &pinned));
 
     let scope = format!("{}/busybox", reg.addr);
-    let wrong = policy(
+    let wrong = write_policy(
         &sb,
         &scope,
         json!({"type": "sigstoreSigned", "keyPath": other.pub_key}),
@@ -51,12 +35,12 @@ fn cosign2_signature_verifies_and_is_kept_and_a_wrong_key_is_refused_as_cosign_r
     );
     assert!(run.stderr.contains("does not trust"), "{}", run.stderr);
     assert_eq!(
-        signature_blobs_in_store(&sb.root),
+        store_blobs(&sb.root).len(),
         0,
         "nothing stored after a refusal"
     );
 
-    let right = policy(
+    let right = write_policy(
         &sb,
         &scope,
         json!({"type": "sigstoreSigned", "keyPath": keys.pub_key}),
@@ -66,7 +50,7 @@ fn cosign2_signature_verifies_and_is_kept_and_a_wrong_key_is_refused_as_cosign_r
     // Offline, from what was kept: load's check and verify --signatures.
     let doc = sb.json(&["verify", "--signatures", "--policy", &right, &pinned]);
     assert_eq!(doc["signers"][0]["format"], "cosign", "{doc}");
-    let wrong = policy(
+    let wrong = write_policy(
         &sb,
         &scope,
         json!({"type": "sigstoreSigned", "keyPath": other.pub_key}),
@@ -91,7 +75,7 @@ fn cosign2_identity_of_another_repository_is_refused_by_match_repository() {
     let keys = CosignKeys::generate(cosign2(), sb.dir.path());
     cosign2_sign_with_identity(&keys, &pinned, &format!("{}/elsewhere", reg.addr));
     let scope = format!("{}/busybox", reg.addr);
-    let p = policy(
+    let p = write_policy(
         &sb,
         &scope,
         json!({"type": "sigstoreSigned", "keyPath": keys.pub_key, "signedIdentity": {"type": "matchRepository"}}),
@@ -110,7 +94,7 @@ fn an_unsigned_image_is_refused_naming_the_scope_and_a_load_offline_is_refused_t
     let keys = CosignKeys::generate(cosign2(), sb.dir.path());
     let scope = format!("{}/busybox", reg.addr);
     sb.json(&["pull", &pinned]);
-    let p = policy(
+    let p = write_policy(
         &sb,
         &scope,
         json!({"type": "sigstoreSigned", "keyPath": keys.pub_key}),
@@ -140,13 +124,13 @@ fn cosign3_bundle_verifies_as_cosign_verify_agrees() {
     cosign3_sign(&keys, &pinned);
     assert!(cosign_verify(c3, &keys.pub_key, &pinned));
     let scope = format!("{}/busybox", reg.addr);
-    let p = policy(
+    let p = write_policy(
         &sb,
         &scope,
         json!({"type": "sigstoreSigned", "keyPath": other.pub_key}),
     );
     assert_eq!(sb.run(&["pull", "--policy", &p, &pinned]).code, 1);
-    let p = policy(
+    let p = write_policy(
         &sb,
         &scope,
         json!({"type": "sigstoreSigned", "keyPath": keys.pub_key}),
@@ -170,7 +154,7 @@ fn notation_jws_verifies_against_the_trust_store_and_another_certificate_is_untr
     let stranger = NotationHome::new(tool, &sb.dir.path().join("stranger"));
     let stranger_cert = stranger.generate_test_cert("stranger.example");
     let scope = format!("{}/busybox", reg.addr);
-    let p = policy(
+    let p = write_policy(
         &sb,
         &scope,
         json!({"type": "notationSigned", "trustStore": stranger_cert}),
@@ -178,7 +162,7 @@ fn notation_jws_verifies_against_the_trust_store_and_another_certificate_is_untr
     let run = sb.run(&["pull", "--policy", &p, &pinned]);
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(run.stderr.contains("untrusted signer"), "{}", run.stderr);
-    let p = policy(
+    let p = write_policy(
         &sb,
         &scope,
         json!({"type": "notationSigned", "trustStore": cert}),
@@ -192,4 +176,29 @@ fn notation_jws_verifies_against_the_trust_store_and_another_certificate_is_untr
             .contains("CN=signer.example"),
         "{doc}"
     );
+}
+
+#[test]
+fn pull_offline_under_a_policy_of_an_image_missing_a_layer_says_not_cached_rather_than_refused() {
+    let sb = Sandbox::new();
+    let reg = PrivateRegistry::start();
+    reg.copy_from_main("busybox:v1-oci");
+    let name = format!("{}/busybox:v1-oci", reg.addr);
+    sb.json(&["pull", &name]);
+    let (largest, _) = sb
+        .blob_files_with_sizes()
+        .into_iter()
+        .max_by_key(|(_, size)| *size)
+        .unwrap();
+    fs::remove_file(sb.blob_path(&largest)).unwrap();
+    let keys = CosignKeys::generate(cosign2(), sb.dir.path());
+    let p = write_policy(
+        &sb,
+        &format!("{}/busybox", reg.addr),
+        json!({"type": "sigstoreSigned", "keyPath": keys.pub_key}),
+    );
+    let run = sb.run(&["pull", "--offline", "--policy", &p, &name]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("is not in the cache"), "{}", run.stderr);
+    assert!(!run.stderr.contains("refused"), "{}", run.stderr);
 }

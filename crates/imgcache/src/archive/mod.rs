@@ -20,6 +20,7 @@ use crate::compression::Compression;
 use crate::digest::{BlobDigest, DiffId, Digest, ImageId, truncate_for_message};
 use crate::error::{Check, Error, Problem};
 use crate::reference::Reference;
+pub use oci::ArchivedSignature;
 use oci::IndexManifests;
 pub(crate) use source::Source;
 use tar::{EntryKind, LookupError, TarIndex};
@@ -113,6 +114,10 @@ pub struct ArchiveImage {
     pub tags: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub manifest_digest: Option<BlobDigest>,
+    /// The digest `index.json` names this image by (an index above the manifest, or the
+    /// manifest): what a signature of it covers. OCI dialects only.
+    #[serde(skip)]
+    pub top_digest: Option<BlobDigest>,
     pub config_entry: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
@@ -131,6 +136,7 @@ impl ArchiveImage {
             claimed_image_id: None,
             tags,
             manifest_digest: None,
+            top_digest: None,
             config_entry: String::new(),
             platform: None,
             created: None,
@@ -166,6 +172,8 @@ pub struct Archive {
     index: TarIndex,
     pub dialect: Dialect,
     pub images: Vec<ArchiveImage>,
+    /// Signature artifacts `index.json` lists beside the images (not images themselves).
+    pub signatures: Vec<ArchivedSignature>,
     /// Problems that do not make any image invalid (unreferenced entries, missing end marker).
     pub warnings: Vec<Problem>,
 }
@@ -191,6 +199,7 @@ impl Archive {
             index,
             dialect: Dialect::Oci,
             images: Vec::new(),
+            signatures: Vec::new(),
             warnings: Vec::new(),
         };
         archive.read_images()?;
@@ -245,7 +254,7 @@ impl Archive {
             }
             let bytes = self.read_json_entry("index.json", MAX_MANIFEST_BYTES)?;
             let index = IndexManifests::parse(&bytes, "index.json").map_err(|p| self.fail(p))?;
-            self.read_oci_index(&index, 0, &[], &mut referenced)?;
+            self.read_oci_index(&index, 0, &[], None, &mut referenced)?;
         } else if has_manifest {
             self.dialect = if legacy.iter().any(|i| i.config.starts_with("sha256:")) {
                 Dialect::Crane
@@ -450,6 +459,7 @@ impl Archive {
             claimed_image_id: claimed,
             tags,
             manifest_digest: None,
+            top_digest: None,
             config_entry: entry.to_owned(),
             platform: None,
             created: None,

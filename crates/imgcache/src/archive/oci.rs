@@ -11,6 +11,21 @@ use super::{Archive, ArchiveImage, Layer, MAX_MANIFEST_BYTES, SmallRead};
 use crate::digest::{BlobDigest, Digest, ImageId, truncate_for_message};
 use crate::error::{Check, Error, Problem};
 use crate::platform::PlatformSpec;
+use crate::policy::SignatureFormat;
+use crate::policy::artifact::{blob_descriptors, classify};
+
+/// A signature artifact an OCI archive lists in `index.json` beside its images, as `save
+/// --format oci` writes them: judged at import under a policy, never read as an image.
+#[derive(Debug, Clone)]
+pub struct ArchivedSignature {
+    pub digest: Digest,
+    pub format: SignatureFormat,
+    /// The digest it signs: the manifest's `subject`, or for cosign's tag scheme the digest
+    /// its `sha256-<hex>.sig` name gives.
+    pub subject: Option<Digest>,
+    /// The manifest's bytes (its blobs are read only at import).
+    pub manifest: Vec<u8>,
+}
 
 /// How deep OCI indexes may nest.
 const MAX_INDEX_DEPTH: usize = 4;
@@ -106,12 +121,13 @@ impl ManifestView {
 
 impl Archive {
     /// Reads every image an index names; `parent_tags` are the names of the index itself, which
-    /// apply to each of its platform images.
+    /// apply to each of its platform images, and `top` the digest `index.json` names it by.
     pub(super) fn read_oci_index(
         &mut self,
         index: &IndexManifests,
         depth: usize,
         parent_tags: &[String],
+        top: Option<BlobDigest>,
         referenced: &mut HashSet<String>,
     ) -> Result<(), Error> {
         if depth > MAX_INDEX_DEPTH {
@@ -181,13 +197,15 @@ impl Archive {
             if tags.is_empty() {
                 tags = parent_tags.to_vec();
             }
+            let top = top.unwrap_or(BlobDigest(digest));
             match desc.media_type() {
                 MediaType::ImageIndex => {
-                    self.read_nested_index(&bytes, &entry, depth, &tags, referenced)?
+                    self.read_nested_index(&bytes, &entry, depth, &tags, top, referenced)?
                 }
                 MediaType::Other(m) if m == DOCKER_LIST => {
-                    self.read_nested_index(&bytes, &entry, depth, &tags, referenced)?
+                    self.read_nested_index(&bytes, &entry, depth, &tags, top, referenced)?
                 }
+                _ if self.read_signature(desc, digest, &bytes, referenced) => {}
                 _ => {
                     let manifest = ManifestView::parse(&bytes).map_err(|e| {
                         self.fail(
@@ -208,7 +226,8 @@ impl Archive {
                         img.add_tags(tags);
                         continue;
                     }
-                    let img = self.read_oci_manifest(&manifest, known, tags, referenced);
+                    let mut img = self.read_oci_manifest(&manifest, known, tags, referenced);
+                    img.top_digest = Some(top);
                     self.images.push(img);
                 }
             }
@@ -225,10 +244,45 @@ impl Archive {
         entry: &str,
         depth: usize,
         tags: &[String],
+        top: BlobDigest,
         referenced: &mut HashSet<String>,
     ) -> Result<(), Error> {
         let nested = IndexManifests::parse(bytes, entry).map_err(|p| self.fail(p))?;
-        self.read_oci_index(&nested, depth + 1, tags, referenced)
+        self.read_oci_index(&nested, depth + 1, tags, Some(top), referenced)
+    }
+
+    /// Sets a signature artifact aside (true), or leaves a manifest that is none to be read as
+    /// an image (false). Its blobs count as referenced; they are read only at import.
+    fn read_signature(
+        &mut self,
+        desc: &Descriptor,
+        digest: Digest,
+        bytes: &[u8],
+        referenced: &mut HashSet<String>,
+    ) -> bool {
+        let Ok(parsed) = serde_json::from_slice::<ImageManifest>(bytes) else {
+            return false;
+        };
+        let Some(format) = classify(&parsed) else {
+            return false;
+        };
+        let subject = match parsed.subject() {
+            Some(s) => Digest::parse(s.digest().as_ref()).ok(),
+            None => ref_names(desc).iter().find_map(|n| {
+                let hex = n.rsplit(':').next()?.strip_prefix("sha256-")?;
+                Digest::parse(&format!("sha256:{}", hex.strip_suffix(".sig")?)).ok()
+            }),
+        };
+        // (a manifest that breaks the caps is judged at import, where the policy says why)
+        let blobs = blob_descriptors(&parsed).unwrap_or_default();
+        referenced.extend(blobs.iter().map(|(d, _)| blob_entry(d)));
+        self.signatures.push(ArchivedSignature {
+            digest,
+            format,
+            subject,
+            manifest: bytes.to_vec(),
+        });
+        true
     }
 
     fn read_oci_manifest(

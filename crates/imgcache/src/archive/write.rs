@@ -12,6 +12,8 @@ use crate::compression::Compression;
 use crate::digest::{DiffId, Digest, hash_reader};
 use crate::error::Error;
 use crate::index::{ImageRecord, LayerRecord};
+use crate::policy::artifact::{cosign_tag, referrer_descriptor};
+use crate::policy::{SignatureArtifact, SignatureFormat};
 use crate::reference::Reference;
 use crate::store::Store;
 
@@ -61,6 +63,11 @@ pub struct SaveImage<'a> {
     /// header precedes the data); the others go as stored. false for a file: the OCI manifests
     /// in such an archive name blobs it does not hold.
     pub inflate_layers: bool,
+    /// The signatures kept for the digest `index.json` names, written beside the image in the
+    /// OCI format only (Docker's formats have no place for them): each one's blobs and manifest,
+    /// listed in `index.json`, cosign's under its `sha256-<hex>.sig` name as in a registry, a
+    /// referrer (whose `subject` names the image) without a name, as oras lays them out.
+    pub signatures: &'a [SignatureArtifact],
 }
 
 /// How one layer goes into an archive.
@@ -449,7 +456,27 @@ pub fn write_archive(
                     }
                     desc["annotations"] = ann.into();
                 }
+                let top = desc["digest"].as_str().and_then(|d| Digest::parse(d).ok());
                 descriptors.push(desc);
+                if let (Some(top), SaveFormat::Oci) = (top, format) {
+                    for a in img.signatures {
+                        for (d, _) in &a.blobs {
+                            w.blob(&blob_name(d), d)?;
+                        }
+                        w.blob(&blob_name(&a.digest), &a.digest)?;
+                        descriptors.extend(match a.format {
+                            SignatureFormat::CosignTag => Some(json!({
+                                "mediaType": crate::registry::document_media_type(&a.manifest),
+                                "digest": a.digest,
+                                "size": a.manifest.len(),
+                                "annotations": {
+                                    "org.opencontainers.image.ref.name": cosign_tag(&top),
+                                },
+                            })),
+                            _ => referrer_descriptor(a),
+                        });
+                    }
+                }
                 legacy.push(json!({
                     "Config": blob_name(&r.image_id.0),
                     "RepoTags": img.reference.and_then(repo_tag).into_iter().collect::<Vec<_>>(),
@@ -620,6 +647,7 @@ mod tests {
                 index: Some(ix.clone()),
                 layers_in_engine: 0,
                 inflate_layers: false,
+                signatures: &[],
             };
             let bytes = save(&store, img(), format);
             assert!(bytes == save(&store, img(), format), "not deterministic");
@@ -666,6 +694,7 @@ mod tests {
                 index: None,
                 layers_in_engine: 0,
                 inflate_layers: false,
+                signatures: &[],
             },
             SaveFormat::Oci,
         );
@@ -691,6 +720,7 @@ mod tests {
             index: Some(ix),
             layers_in_engine: 0,
             inflate_layers: false,
+            signatures: &[],
         };
         let mut out = Vec::new();
         let e = write_archive(&store, &[img], SaveFormat::Combined, &mut out).unwrap_err();
@@ -738,6 +768,7 @@ mod tests {
             index: Some(ix.clone()),
             layers_in_engine: 0,
             inflate_layers: false,
+            signatures: &[],
         };
         let out = dir.path().join("out.tar");
         for format in [SaveFormat::Combined, SaveFormat::Legacy, SaveFormat::Oci] {
@@ -772,6 +803,7 @@ mod tests {
             index: Some(ix.clone()),
             layers_in_engine: 0,
             inflate_layers: true,
+            signatures: &[],
         };
         let f = files(&save(&store, img(), SaveFormat::Combined));
         assert_eq!(f[&blob_name(&diff_id.0)], tar);

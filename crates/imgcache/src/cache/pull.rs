@@ -359,7 +359,14 @@ impl Cache {
         } else {
             return Ok(None);
         };
-        // The kept signatures are judged again; online, a refusal fetches them anew.
+        let Some(img) = self.index().get_image(&manifest_digest)? else {
+            return Ok(None);
+        };
+        if !self.is_complete(&img) {
+            return Ok(None);
+        }
+        // The kept signatures are judged again (of an image that is there: one that is not
+        // is "not cached", not "refused"); online, a refusal fetches them anew.
         let signed_by = match &opts.policy {
             Some(policy) => {
                 let top = index_digest.unwrap_or(manifest_digest).0;
@@ -372,12 +379,6 @@ impl Cache {
             None => Vec::new(),
         };
         let index = self.index();
-        let Some(img) = index.get_image(&manifest_digest)? else {
-            return Ok(None);
-        };
-        if !self.is_complete(&img) {
-            return Ok(None);
-        }
         // Write only what changed: a repeated cached pull costs no index write (each costs
         // fsyncs); last use has the index's one-second resolution, enough for LRU eviction.
         if now() > img.last_used {

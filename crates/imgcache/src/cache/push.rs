@@ -4,6 +4,7 @@
 //! (skipped when the destination has it, mounted from another repository of that registry
 //! where the cache knows one holds it, else uploaded), then the child manifests by digest,
 //! then the top manifest by tag: a destination never holds a manifest whose blobs are missing.
+//! Last, the signatures the cache kept for that digest (`cache/signatures.rs`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -59,7 +60,10 @@ pub struct PushReport {
     pub blobs_present: usize,
     pub bytes_uploaded: u64,
     pub manifests_pushed: usize,
-    /// True when the destination already held this digest at the tag: nothing was sent.
+    /// Signatures the cache kept for the pushed digest that the destination lacked, now put
+    /// there the way their tool stores them (cosign tag, referrer).
+    pub signatures_pushed: usize,
+    /// True when the destination already held this digest at the tag: no image byte was sent.
     pub already_present: bool,
 }
 
@@ -120,12 +124,17 @@ impl Cache {
             blobs_present: 0,
             bytes_uploaded: 0,
             manifests_pushed: 0,
+            signatures_pushed: 0,
             already_present: false,
         };
         if client.manifest_digest_at(reg, repo, &target).await? == Some(plan.top.digest) {
-            // A registry keeps a manifest only with all its blobs: nothing to send.
+            // A registry keeps a manifest only with all its blobs: nothing to send but the
+            // signatures it may lack.
             report.already_present = true;
             report.blobs_present = plan.blobs.len();
+            report.signatures_pushed = self
+                .push_signatures(client, reg, repo, &plan.top.digest)
+                .await?;
             return Ok(report);
         }
         let progress = |p: PushProgress| {
@@ -189,6 +198,8 @@ impl Cache {
         client
             .put_manifest(reg, repo, &target, &top.bytes, &top.media_type)
             .await?;
+        // After the image: a signature never names a digest the destination lacks.
+        report.signatures_pushed = self.push_signatures(client, reg, repo, &top.digest).await?;
         let held: Vec<Digest> = plan
             .blobs
             .iter()

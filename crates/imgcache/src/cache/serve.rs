@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use oci_spec::image::ImageManifest;
 
 use super::pull::{BlobRef, PullOptions, index_children};
+use super::signatures::SignatureTag;
 use super::{Cache, blocking};
 use crate::archive::MAX_MANIFEST_BYTES;
 use crate::digest::Digest;
@@ -103,13 +104,22 @@ impl Cache {
     /// asking anyone; a tag is asked at the origin first (one manifest request) and answered
     /// from the cache when the origin cannot answer. What the cache lacks is pulled through:
     /// an index gets every child manifest stored and this machine's platform pulled; a single
-    /// manifest gets its image pulled. `offline` never leaves the cache.
+    /// manifest gets its image pulled. `offline` never leaves the cache. A signing tool's tag
+    /// (`sha256-<hex>.sig`, `sha256-<hex>`) is answered with the signatures the cache kept, and
+    /// never asked upstream: serve hands out only signatures a policy accepted.
     pub async fn serve_manifest(
         &self,
         origin: &Origin,
         wanted: &ManifestRef,
         offline: bool,
     ) -> Result<FetchedManifest, Error> {
+        if let ManifestRef::Tag(t) = wanted
+            && let Some(tag) = SignatureTag::parse(t)
+        {
+            return blocking(|| self.served_signature_tag(tag))?.ok_or_else(|| Error::NotCached {
+                reference: origin.reference(Some(t), None).to_string(),
+            });
+        }
         let (reference, cached) = match wanted {
             ManifestRef::Digest(d) => (
                 origin.reference(None, Some(*d)),

@@ -1,20 +1,47 @@
 //! Signatures kept beside images: stored as content-addressed blobs (the artifact's manifest,
 //! config and layers, exactly as fetched) once the policy accepted them, recorded in the
 //! index's `signatures` table under the digest they sign, kept by `prune` while that digest is
-//! needed, and judged again offline by `load` and `verify --signatures`.
+//! needed, judged again offline by `load` and `verify --signatures`, and answered by `serve` as
+//! a registry would (the cosign tag, the referrers API and its tag).
 
 use std::collections::HashSet;
 
 use oci_spec::image::ImageManifest;
 
 use super::Cache;
-use crate::archive::MAX_MANIFEST_BYTES;
+use crate::archive::{Archive, MAX_MANIFEST_BYTES};
 use crate::digest::Digest;
 use crate::error::Error;
 use crate::index::{ImageRecord, Index, RefRecord, SignatureRecord, now};
-use crate::policy::artifact::{MAX_SIGNATURE_BLOB_BYTES, blob_descriptors};
+use crate::policy::artifact::{MAX_SIGNATURE_BLOB_BYTES, blob_descriptors, referrer_descriptor};
 use crate::policy::{Accepted, Policy, SignatureArtifact, SignatureFormat};
 use crate::reference::Reference;
+use crate::registry::{FetchedManifest, MEDIA_TYPE_OCI_INDEX, RegistryClient, UploadBlob};
+
+/// What a tag asked of `serve` means when it is a signing tool's tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SignatureTag {
+    /// `sha256-<hex>.sig`: cosign 2's signature manifest of that digest.
+    Cosign(Digest),
+    /// `sha256-<hex>`: the referrers tag schema's index of that digest.
+    Referrers(Digest),
+}
+
+impl SignatureTag {
+    pub(super) fn parse(tag: &str) -> Option<Self> {
+        let rest = tag.strip_prefix("sha256-")?;
+        let (hex, cosign) = match rest.strip_suffix(".sig") {
+            Some(hex) => (hex, true),
+            None => (rest, false),
+        };
+        let digest = Digest::parse(&format!("sha256:{hex}")).ok()?;
+        Some(if cosign {
+            Self::Cosign(digest)
+        } else {
+            Self::Referrers(digest)
+        })
+    }
+}
 
 impl Cache {
     /// Stores the artifacts whose signatures `accepted` names and records them for `subject`.
@@ -78,6 +105,7 @@ impl Cache {
             digest: r.artifact,
             manifest,
             blobs,
+            unreadable: None,
         })
     }
 
@@ -103,6 +131,103 @@ impl Cache {
         let parsed = Reference::parse(reference)?;
         let (rec, img) = self.resolve(&parsed.to_string())?;
         self.check_stored_signatures(policy, &parsed, &signed_digest(rec.as_ref(), &img))
+    }
+
+    /// What `serve` answers for a signing tool's tag: the kept cosign manifest of the digest
+    /// (the latest verified), or the referrers index. Never asked upstream: only what the cache
+    /// verified is served.
+    pub(super) fn served_signature_tag(
+        &self,
+        tag: SignatureTag,
+    ) -> Result<Option<FetchedManifest>, Error> {
+        match tag {
+            SignatureTag::Cosign(subject) => {
+                let mut records = self.index().signatures(&subject)?;
+                records.retain(|r| r.format == SignatureFormat::CosignTag.as_str());
+                records.sort_by_key(|r| std::cmp::Reverse(r.verified_at));
+                Ok(records
+                    .iter()
+                    .find_map(|r| self.read_artifact(r))
+                    .map(|a| FetchedManifest {
+                        media_type: crate::registry::document_media_type(&a.manifest),
+                        digest: a.digest,
+                        bytes: a.manifest,
+                    }))
+            }
+            SignatureTag::Referrers(subject) => {
+                let bytes = self.referrers_index(&subject, None)?;
+                Ok(Some(FetchedManifest {
+                    media_type: MEDIA_TYPE_OCI_INDEX.to_owned(),
+                    digest: Digest::of_bytes(&bytes),
+                    bytes,
+                }))
+            }
+        }
+    }
+
+    /// The OCI 1.1 referrers index of `subject`: a descriptor for each kept signature that
+    /// names it as its subject (cosign 3 bundles, notation), with its artifact type and
+    /// annotations as the spec asks; `artifact_type` filters. New JSON, made here.
+    pub fn referrers_index(
+        &self,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<u8>, Error> {
+        let mut manifests = Vec::new();
+        for r in self.index().signatures(subject)? {
+            if r.format == SignatureFormat::CosignTag.as_str() {
+                continue; // cosign 2's manifests name no subject: they are found by their tag
+            }
+            let Some(a) = self.read_artifact(&r) else {
+                continue;
+            };
+            let Some(d) = referrer_descriptor(&a) else {
+                continue;
+            };
+            if artifact_type.is_some_and(|t| d["artifactType"] != t) {
+                continue;
+            }
+            manifests.push(d);
+        }
+        Ok(serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": MEDIA_TYPE_OCI_INDEX,
+            "manifests": manifests,
+        }))
+        .unwrap_or_default())
+    }
+
+    /// Copies the signatures kept for `subject` to `registry/repository` (`push`, `sync`): each
+    /// one's blobs, then its manifest (see [`RegistryClient::push_signature`]). An unsigned
+    /// image costs no request. Returns how many were put.
+    pub(super) async fn push_signatures(
+        &self,
+        client: &RegistryClient,
+        registry: &str,
+        repository: &str,
+        subject: &Digest,
+    ) -> Result<usize, Error> {
+        let artifacts = super::blocking(|| self.stored_signatures(subject))?;
+        let mut pushed = 0;
+        for a in &artifacts {
+            for (digest, bytes) in &a.blobs {
+                let blob = UploadBlob {
+                    digest: *digest,
+                    size: bytes.len() as u64,
+                    path: self.store.blob_path(digest),
+                };
+                client
+                    .push_blob(registry, repository, &blob, None, &|_| {})
+                    .await?;
+            }
+            if client
+                .push_signature(registry, repository, subject, a)
+                .await?
+            {
+                pushed += 1;
+            }
+        }
+        Ok(pushed)
     }
 
     /// The blobs of the signatures kept for any of `subjects` (for `prune` and `fsck`).
@@ -133,4 +258,43 @@ pub(super) fn signed_digest(rec: Option<&RefRecord>, img: &ImageRecord) -> Diges
     rec.map_or(img.manifest_digest.0, |r| {
         r.index_digest.unwrap_or(r.manifest_digest).0
     })
+}
+
+/// The signatures `archive` carries for `subject`, their blobs read from it under the caps and
+/// checked against their digests; one that cannot be read whole is `unreadable`, and the
+/// policy says why it did not count.
+pub(super) fn archived_signatures(archive: &Archive, subject: &Digest) -> Vec<SignatureArtifact> {
+    let read = |manifest: &[u8]| -> Result<Vec<(Digest, Vec<u8>)>, String> {
+        let parsed: ImageManifest = serde_json::from_slice(manifest).map_err(|e| e.to_string())?;
+        let mut blobs = Vec::new();
+        for (d, size) in blob_descriptors(&parsed)? {
+            let entry = format!("blobs/sha256/{}", d.hex());
+            let bytes = archive
+                .read_entry(&entry, MAX_SIGNATURE_BLOB_BYTES)
+                .map_err(|e| e.to_string())?;
+            if bytes.len() as u64 != size || Digest::of_bytes(&bytes) != d {
+                return Err(format!("{entry} does not match its descriptor"));
+            }
+            blobs.push((d, bytes));
+        }
+        Ok(blobs)
+    };
+    archive
+        .signatures
+        .iter()
+        .filter(|s| s.subject == Some(*subject))
+        .map(|s| {
+            let (blobs, unreadable) = match read(&s.manifest) {
+                Ok(b) => (b, None),
+                Err(e) => (Vec::new(), Some(e)),
+            };
+            SignatureArtifact {
+                format: s.format,
+                digest: s.digest,
+                manifest: s.manifest.clone(),
+                blobs,
+                unreadable,
+            }
+        })
+        .collect()
 }

@@ -2,7 +2,8 @@
 //! (only what the cache lacks is fetched; every platform of an index unless one is asked for),
 //! then pushed to `REGISTRY/PREFIX/PATH:TAG`, the path a registries.conf mirror with that
 //! location asks for. An image the destination already holds at that tag, by digest, costs one
-//! `HEAD`. Images go in parallel; one that fails does not stop the others.
+//! `HEAD`. Images go in parallel; one that fails does not stop the others. Under a policy, the
+//! pulls are judged by it and the signatures it accepted go along (see `push`).
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use crate::archive::MAX_MANIFEST_BYTES;
 use crate::digest::BlobDigest;
 use crate::error::Error;
 use crate::platform::PlatformSpec;
+use crate::policy::Policy;
 use crate::reference::Reference;
 use crate::registry::document_media_type;
 
@@ -30,6 +32,8 @@ pub struct SyncOptions {
     pub parallel: usize,
     /// Called as each image is done.
     pub progress: Option<SyncCallback>,
+    /// Pull under this signature policy; the signatures it accepts are kept and pushed along.
+    pub policy: Option<Arc<Policy>>,
 }
 
 /// What `sync` calls as each image is done.
@@ -41,6 +45,7 @@ impl Default for SyncOptions {
             platform: None,
             parallel: DEFAULT_SYNC_PARALLEL,
             progress: None,
+            policy: None,
         }
     }
 }
@@ -187,6 +192,7 @@ impl Cache {
         let name = source.to_string();
         let pull = super::PullOptions {
             platform: opts.platform.clone(),
+            policy: opts.policy.clone(),
             ..Default::default()
         };
         let pulled = self.pull(&name, &pull).await?;

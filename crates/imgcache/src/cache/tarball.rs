@@ -7,6 +7,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::Cache;
+use super::signatures::archived_signatures;
 use crate::archive::write::{SaveFormat, SaveImage, SaveIndex, write_archive};
 use crate::archive::{Archive, ArchiveImage, MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES};
 use crate::compression::Compression;
@@ -15,7 +16,7 @@ use crate::error::{Check, Error, Problem};
 use crate::index::{ImageRecord, LayerRecord, RefRecord, now};
 use crate::lock::LockMode;
 use crate::platform::PlatformSpec;
-use crate::policy::Policy;
+use crate::policy::{Accepted, Policy, SignatureArtifact};
 use crate::reference::Reference;
 use crate::store::IngestStart;
 use crate::verify::{ImageReport, Level};
@@ -31,6 +32,8 @@ pub struct SaveReport {
     pub top_digest: BlobDigest,
     /// Set when `index.json` names an index.
     pub index: Option<SavedIndex>,
+    /// Kept signatures written beside the image (the OCI format only).
+    pub signatures: usize,
 }
 
 /// An index named by a saved file, which holds only some of the platforms it lists.
@@ -130,12 +133,23 @@ impl Cache {
             _ => None,
         };
         self.index().touch(&img.manifest_digest)?;
+        // Only the OCI format has a place for signatures (`load` never asks for it).
+        let signatures = match format {
+            SaveFormat::Oci => {
+                let top = index
+                    .as_ref()
+                    .map_or(img.manifest_digest.0, |(ix, _)| ix.digest);
+                self.stored_signatures(&top)?
+            }
+            _ => Vec::new(),
+        };
         let image = SaveImage {
             record: &img,
             reference: name.as_ref(),
             index: index.as_ref().map(|(ix, _)| ix.clone()),
             layers_in_engine: engine.layers_in_engine,
             inflate_layers: engine.inflate_layers,
+            signatures: &signatures,
         };
         write_archive(&self.store, &[image], format, out)?;
         Ok(SaveReport {
@@ -146,6 +160,7 @@ impl Cache {
                 .as_ref()
                 .map_or(img.manifest_digest, |(ix, _)| BlobDigest(ix.digest)),
             index: index.map(|(_, i)| i),
+            signatures: signatures.len(),
         })
     }
 
@@ -269,9 +284,10 @@ impl Cache {
             p.message = format!("image {id}: {}", p.message);
             return Err(Error::archive(path, p));
         }
+        let mut signed = Vec::new();
         if let Some(policy) = policy {
             for img in &images {
-                import_allowed(policy, path, img, tag.as_ref())?;
+                signed.push(import_allowed(policy, &archive, img, tag.as_ref())?);
             }
         }
         let _gc = self.store.gc_lock(LockMode::Shared)?;
@@ -279,8 +295,9 @@ impl Cache {
         // this machine's platform (an import spanning seconds made it the last one imported).
         let at = now();
         let mut out = Vec::new();
-        for img in &images {
-            out.push(self.import_image(&archive, img, &hashes, tag.as_ref(), at)?);
+        for (i, img) in images.iter().enumerate() {
+            let signed = signed.get(i);
+            out.push(self.import_image(&archive, img, &hashes, tag.as_ref(), at, signed)?);
         }
         self.save_refs()?;
         Ok(out)
@@ -293,6 +310,7 @@ impl Cache {
         hashes: &crate::verify::LayerHashes,
         tag: Option<&Reference>,
         at: i64,
+        signed: Option<&SignedImport>,
     ) -> Result<ImportReport, Error> {
         let path = archive.path();
         let image_id = img.image_id.ok_or_else(|| Error::NotCached {
@@ -395,13 +413,35 @@ impl Cache {
         if names.is_empty() {
             names.push(image_id.to_string());
         }
+        // Kept signatures make the digest they sign the reference's: the index above the
+        // manifest is stored then, so that load and verify find them.
+        let mut index_digest = None;
+        if let Some(s) = signed.filter(|s| s.accepted.iter().any(|a| !a.signers.is_empty())) {
+            if s.subject != manifest_digest.0 {
+                let bytes = archive.read_entry(
+                    &format!("blobs/sha256/{}", s.subject.hex()),
+                    MAX_MANIFEST_BYTES,
+                )?;
+                if self.store.put_bytes(&bytes)? != s.subject {
+                    return Err(Error::DigestMismatch {
+                        what: format!("{}: index {}", path.display(), s.subject),
+                        expected: s.subject.to_string(),
+                        found: Digest::of_bytes(&bytes).to_string(),
+                    });
+                }
+                index_digest = Some(BlobDigest(s.subject));
+            }
+            for a in &s.accepted {
+                self.keep_signatures(&s.subject, &s.artifacts, a)?;
+            }
+        }
         let mut index = self.index();
         index.put_image(&record)?;
         for n in &names {
             index.put_ref(&RefRecord {
                 name: n.clone(),
                 platform: platform.clone(),
-                index_digest: None,
+                index_digest,
                 manifest_digest,
                 updated_at: at,
             })?;
@@ -416,15 +456,24 @@ impl Cache {
     }
 }
 
-/// An import under a policy: each name the image would get is judged under its scope before
-/// anything is stored. Signatures do not travel in tarballs imgcache reads yet (Docker's
-/// archive formats cannot carry them), so a scope that asks for one refuses the import.
+/// An image allowed in under a policy, with the signatures that allowed it.
+struct SignedImport {
+    /// The digest the signatures cover (what `index.json` names the image by).
+    subject: Digest,
+    artifacts: Vec<SignatureArtifact>,
+    accepted: Vec<Accepted>,
+}
+
+/// An import under a policy: each name the image would get is judged under its scope, with the
+/// signatures the archive carries for it (an OCI archive lists them in `index.json`, as `save
+/// --format oci` writes them; Docker's formats carry none), before anything is stored.
 fn import_allowed(
     policy: &Policy,
-    path: &Path,
+    archive: &Archive,
     img: &ArchiveImage,
     tag: Option<&Reference>,
-) -> Result<(), Error> {
+) -> Result<SignedImport, Error> {
+    let path = archive.path();
     let names: Vec<Reference> = match tag {
         Some(t) => vec![t.clone()],
         None => img
@@ -434,7 +483,8 @@ fn import_allowed(
             .collect(),
     };
     let subject = img
-        .manifest_digest
+        .top_digest
+        .or(img.manifest_digest)
         .map(|d| d.0)
         .or(img.image_id.map(|i| i.0))
         .unwrap_or_else(|| Digest::of_bytes(b""));
@@ -443,21 +493,32 @@ fn import_allowed(
             reference: format!("{} (an image without a name)", path.display()),
             policy: policy.path().into(),
             scope: "default".into(),
-            reason: "the default scope asks for signatures, and the archive carries none imgcache can read".into(),
+            reason: "the default scope asks for signatures, and an image without a name cannot be matched to a signed identity".into(),
         });
     }
+    let artifacts = archived_signatures(archive, &subject);
+    let mut accepted = Vec::new();
     for name in &names {
-        policy.check(name, &subject, &[]).map_err(|e| match e {
+        let a = policy.check(name, &subject, &artifacts).map_err(|e| match e {
             Error::PolicyRefused { reference, policy, scope, reason } => Error::PolicyRefused {
                 reference: format!("{reference} from {}", path.display()),
                 policy,
                 scope,
-                reason: format!("{reason}; the archive carries no signatures imgcache can read (Docker archive formats cannot carry them)"),
+                reason: if artifacts.is_empty() {
+                    format!("{reason}; the archive carries no signature of {subject} (Docker's archive formats cannot carry them; save --format oci does)")
+                } else {
+                    reason
+                },
             },
             e => e,
         })?;
+        accepted.push(a);
     }
-    Ok(())
+    Ok(SignedImport {
+        subject,
+        artifacts,
+        accepted,
+    })
 }
 
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";

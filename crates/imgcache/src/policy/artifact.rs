@@ -60,6 +60,10 @@ pub struct SignatureArtifact {
     pub digest: Digest,
     pub manifest: Vec<u8>,
     pub blobs: Vec<(Digest, Vec<u8>)>,
+    /// Why its blobs could not be read (over the caps, lying about size or digest, absent):
+    /// such an artifact is judged as one rejected signature, so that a hostile referrer beside
+    /// a good signature neither fails the pull nor hides why it did not count.
+    pub unreadable: Option<String>,
 }
 
 impl SignatureArtifact {
@@ -131,6 +135,27 @@ pub fn blob_descriptors(manifest: &ImageManifest) -> Result<Vec<(Digest, u64)>, 
             Ok((digest, d.size()))
         })
         .collect()
+}
+
+/// The descriptor a referrers index lists for `artifact` (OCI distribution 1.1): its artifact
+/// type (the config's media type when the manifest names none) and annotations. New JSON for a
+/// document this side makes (`serve`'s referrers answer, the tag-schema index `push` keeps).
+pub fn referrer_descriptor(artifact: &SignatureArtifact) -> Option<serde_json::Value> {
+    let m = artifact.parsed()?;
+    let kind = m
+        .artifact_type()
+        .as_ref()
+        .map_or_else(|| m.config().media_type().to_string(), |t| t.to_string());
+    let mut d = serde_json::json!({
+        "mediaType": crate::registry::MEDIA_TYPE_OCI_MANIFEST,
+        "digest": artifact.digest,
+        "size": artifact.manifest.len(),
+        "artifactType": kind,
+    });
+    if let Some(ann) = m.annotations() {
+        d["annotations"] = serde_json::json!(ann);
+    }
+    Some(d)
 }
 
 /// The tag cosign 2 stores a signature of `subject` under.

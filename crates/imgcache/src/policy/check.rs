@@ -11,7 +11,7 @@ use super::artifact::{
 };
 use super::file::{Policy, Requirement};
 use super::{cosign, notation};
-use crate::digest::Digest;
+use crate::digest::{Digest, truncate_for_message};
 use crate::error::Error;
 use crate::reference::Reference;
 
@@ -109,8 +109,12 @@ fn judge(
     now: UnixTime,
     reasons: &mut Vec<String>,
 ) -> Option<Signer> {
-    let manifest = artifact.parsed()?;
     let short = &artifact.digest.hex()[..12];
+    if let Some(why) = &artifact.unreadable {
+        reasons.push(format!("{} {short}: {why}", artifact.format.as_str()));
+        return None;
+    }
+    let manifest = artifact.parsed()?;
     for layer in manifest.layers() {
         let media = layer.media_type().to_string();
         let Some(bytes) = Digest::parse(layer.digest().as_ref())
@@ -145,13 +149,16 @@ fn judge(
                 };
                 match cosign::verify_simple_signing(bytes, sig, keys) {
                     Err(r) => reject(r.to_string()),
-                    Ok((claims, _)) if !digest_is(&claims.manifest_digest, subject) => reject(
-                        format!("it signs {}, not {subject}", claims.manifest_digest),
-                    ),
+                    Ok((claims, _)) if !digest_is(&claims.manifest_digest, subject) => {
+                        reject(format!(
+                            "it signs {}, not {subject}",
+                            truncate_for_message(&claims.manifest_digest)
+                        ))
+                    }
                     Ok((claims, _)) if !identity.accepts(reference, &claims.docker_reference) => {
                         reject(format!(
                             "it names {}, which {identity:?} does not accept for {reference}",
-                            claims.docker_reference
+                            truncate_for_message(&claims.docker_reference)
                         ))
                     }
                     Ok((_, k)) => return Some(signer(key_label(keys, key_names, k))),
@@ -172,7 +179,7 @@ fn judge(
                     {
                         reject(format!(
                             "it signs {}, not {subject}",
-                            claims.subject_digests.join(", ")
+                            truncate_for_message(&claims.subject_digests.join(", "))
                         ))
                     }
                     Ok(_) if !identity.allows_unnamed() => reject(format!(
@@ -182,21 +189,17 @@ fn judge(
                 }
             }
             (Requirement::Notation { trust, identities }, SignatureFormat::Notation) => {
-                if media == MEDIA_COSE {
-                    reject(
-                        "COSE envelopes are not supported (sign with --signature-format jws)"
-                            .into(),
-                    );
-                    continue;
-                }
-                if media != MEDIA_JWS {
-                    continue;
-                }
-                match notation::verify_jws(bytes, trust, identities, now) {
+                let verify = match media.as_str() {
+                    MEDIA_JWS => notation::verify_jws,
+                    MEDIA_COSE => notation::verify_cose,
+                    _ => continue,
+                };
+                match verify(bytes, trust, identities, now) {
                     Err(r) => reject(r.to_string()),
-                    Ok(c) if !digest_is(&c.target_digest, subject) => {
-                        reject(format!("it signs {}, not {subject}", c.target_digest))
-                    }
+                    Ok(c) if !digest_is(&c.target_digest, subject) => reject(format!(
+                        "it signs {}, not {subject}",
+                        truncate_for_message(&c.target_digest)
+                    )),
                     Ok(c) => return Some(signer(c.signer)),
                 }
             }

@@ -68,6 +68,14 @@ impl CosignKey {
 
 /// The index of the first key that verifies `der` over `message`.
 fn first_verifying(keys: &[CosignKey], message: &[u8], der: &[u8]) -> Result<usize, Rejection> {
+    if p256::ecdsa::Signature::from_der(der).is_err()
+        && p384::ecdsa::Signature::from_der(der).is_err()
+    {
+        return Err(Rejection::Malformed(format!(
+            "the signature is not a DER ECDSA signature ({} bytes)",
+            der.len()
+        )));
+    }
     keys.iter()
         .position(|k| k.verifies(message, der))
         .ok_or_else(|| {

@@ -10,6 +10,7 @@
 //! requirement that no signature satisfies, so it fails closed with a message saying why.
 
 use std::collections::BTreeMap;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
@@ -72,11 +73,14 @@ impl Policy {
             path: path.into(),
             message,
         };
-        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-        if meta.len() > MAX_POLICY_BYTES {
+        // Read through a cap, not by the file's stated size: a FIFO or /proc file says 0.
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_POLICY_BYTES + 1).read_to_end(&mut bytes))
+            .map_err(|e| Error::io(path, e))?;
+        if bytes.len() as u64 > MAX_POLICY_BYTES {
             return Err(fail(format!("larger than {MAX_POLICY_BYTES} bytes")));
         }
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let raw: RawPolicy = serde_json::from_slice(&bytes).map_err(|e| fail(e.to_string()))?;
         let dir = path.parent().unwrap_or(Path::new("."));
         let reqs = |list: Vec<Value>, scope: &str| -> Result<Vec<Requirement>, Error> {

@@ -13,6 +13,9 @@ mod check;
 pub mod cosign;
 mod file;
 pub mod notation;
+mod notation_cose;
+#[cfg(test)]
+mod tests;
 
 pub use artifact::{SignatureArtifact, SignatureFormat};
 pub use check::{Accepted, Signer};

@@ -1,17 +1,24 @@
-//! notation's JWS envelope (`application/jose+json`, signing scheme `notary.x509`), checked
-//! against an X.509 trust store as `notation verify` does without a timestamp authority: the
-//! chain the envelope carries must lead to a certificate of the store, valid now, with code
-//! signing usage. Path building and certificate checks are rustls-webpki's (already the
-//! registry client's verifier); the certificates inside the envelope are never trusted alone.
+//! notation's signature envelopes, JWS (`application/jose+json`) and COSE (`application/cose`,
+//! parsed in `notation_cose.rs`), of signing scheme `notary.x509`, checked against an X.509
+//! trust store as `notation verify` does without a timestamp authority: the chain the envelope
+//! carries must lead to a certificate of the store, valid now, with code signing usage. Path
+//! building and certificate checks are rustls-webpki's (already the registry client's
+//! verifier); the certificates inside the envelope are never trusted alone. Once parsed, both
+//! formats go through the same checks ([`verify_envelope`]).
 
 use std::path::PathBuf;
 
 use base64::Engine as _;
+use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, UnixTime};
 use serde::Deserialize;
 use serde_json::Value;
+use time::format_description::well_known::Rfc3339;
+use x509_cert::der::Decode as _;
 
 use super::Rejection;
+pub use super::notation_cose::verify_cose;
+use crate::digest::truncate_for_message;
 
 /// DER of the code-signing extended key usage OID, 1.3.6.1.5.5.7.3.3.
 const EKU_CODE_SIGNING: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x03];
@@ -22,7 +29,7 @@ const KNOWN_CRITICAL: &[&str] = &[
     "io.cncf.notary.authenticSigningTime",
 ];
 /// Certificates one envelope may carry.
-const MAX_CHAIN: usize = 10;
+pub(super) const MAX_CHAIN: usize = 10;
 
 /// The certificates of a notation trust store (PEM or DER files; a directory means its
 /// `*.crt`, `*.pem` and `*.cer` files).
@@ -52,25 +59,21 @@ impl TrustStore {
         let mut certs = Vec::new();
         for f in files {
             let bytes = std::fs::read(&f).map_err(|e| format!("{}: {e}", f.display()))?;
-            if bytes.starts_with(b"-----BEGIN") {
-                let text = String::from_utf8_lossy(&bytes);
-                for block in text.split("-----BEGIN CERTIFICATE-----").skip(1) {
-                    let body: String = block
-                        .split("-----END CERTIFICATE-----")
-                        .next()
-                        .unwrap_or("")
-                        .split_whitespace()
-                        .collect();
-                    let der = base64::engine::general_purpose::STANDARD
-                        .decode(body)
-                        .map_err(|e| {
-                            format!("{}: a PEM certificate that is not base64: {e}", f.display())
-                        })?;
-                    certs.push(CertificateDer::from(der));
-                }
+            let found: Vec<CertificateDer<'static>> = if bytes.starts_with(b"-----BEGIN") {
+                CertificateDer::pem_slice_iter(&bytes)
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("{}: not a PEM certificate: {e}", f.display()))?
             } else {
-                certs.push(CertificateDer::from(bytes));
+                vec![CertificateDer::from(bytes)]
+            };
+            if found.is_empty() {
+                return Err(format!("{}: no certificate in it", f.display()));
             }
+            for c in &found {
+                webpki::anchor_from_trusted_cert(c)
+                    .map_err(|e| format!("{}: not an X.509 certificate: {e:?}", f.display()))?;
+            }
+            certs.extend(found);
         }
         Ok(Self { certs })
     }
@@ -92,7 +95,7 @@ pub struct NotationClaims {
 }
 
 #[derive(Deserialize)]
-struct Envelope {
+struct JwsEnvelope {
     payload: String,
     protected: String,
     header: Header,
@@ -115,6 +118,23 @@ struct Target {
     size: u64,
 }
 
+/// An envelope once its format (JWS here, COSE in `notation_cose.rs`) is parsed: what
+/// [`verify_envelope`] checks the same way for both.
+pub(super) struct Envelope {
+    /// The bytes the signature covers: JWS's `protected.payload`, COSE's Sig_structure.
+    pub signing_input: Vec<u8>,
+    pub signature: Vec<u8>,
+    /// The protected header's algorithm, named as JWS names it (COSE's -37 is PS256, ...).
+    pub alg: Option<String>,
+    /// The certificates the envelope carries, leaf first, DER (at most [`MAX_CHAIN`] + 1 read).
+    pub chain: Vec<CertificateDer<'static>>,
+    /// When the signature expires, in seconds since the epoch, and as the envelope says it.
+    pub expiry: Option<(u64, String)>,
+    pub signing_time: Option<String>,
+    /// The payload (JSON with `targetArtifact`).
+    pub payload: Vec<u8>,
+}
+
 fn b64url(text: &str, what: &str) -> Result<Vec<u8>, Rejection> {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(text.trim_end_matches('='))
@@ -129,18 +149,66 @@ pub fn verify_jws(
     trusted_identities: &[String],
     now: UnixTime,
 ) -> Result<NotationClaims, Rejection> {
-    let env: Envelope = serde_json::from_slice(envelope)
+    let env: JwsEnvelope = serde_json::from_slice(envelope)
         .map_err(|e| Rejection::Malformed(format!("the JWS envelope: {e}")))?;
     let header: Value = serde_json::from_slice(&b64url(&env.protected, "the protected header")?)
         .map_err(|e| Rejection::Malformed(format!("the protected header: {e}")))?;
     let field = |k: &str| header.get(k).and_then(Value::as_str);
-    if field("cty") != Some(PAYLOAD_TYPE) {
+    let crit: Vec<&str> = header
+        .get("crit")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    check_header(field("cty"), field("io.cncf.notary.signingScheme"), &crit)?;
+    let chain = env
+        .header
+        .x5c
+        .iter()
+        .take(MAX_CHAIN + 1)
+        .map(|c| {
+            base64::engine::general_purpose::STANDARD
+                .decode(c)
+                .map(CertificateDer::from)
+                .map_err(|e| Rejection::Malformed(format!("an x5c certificate is not base64: {e}")))
+        })
+        .collect::<Result<_, _>>()?;
+    let expiry = field("io.cncf.notary.expiry")
+        .map(|t| {
+            rfc3339_seconds(t)
+                .map(|at| (at, t.to_owned()))
+                .ok_or_else(|| {
+                    Rejection::Malformed(format!(
+                        "the expiry {:?} is not an RFC 3339 time",
+                        truncate_for_message(t)
+                    ))
+                })
+        })
+        .transpose()?;
+    let parsed = Envelope {
+        // Over the header and payload exactly as sent.
+        signing_input: format!("{}.{}", env.protected, env.payload).into_bytes(),
+        signature: b64url(&env.signature, "the signature")?,
+        alg: field("alg").map(str::to_owned),
+        chain,
+        expiry,
+        signing_time: field("io.cncf.notary.signingTime").map(str::to_owned),
+        payload: b64url(&env.payload, "the payload")?,
+    };
+    verify_envelope(parsed, trust, trusted_identities, now)
+}
+
+/// The protected header's content type, signing scheme and critical list (JWS and COSE alike).
+pub(super) fn check_header(
+    cty: Option<&str>,
+    scheme: Option<&str>,
+    crit: &[&str],
+) -> Result<(), Rejection> {
+    if cty != Some(PAYLOAD_TYPE) {
         return Err(Rejection::Malformed(format!(
-            "the content type is {:?}, not {PAYLOAD_TYPE}",
-            field("cty")
+            "the content type is {cty:?}, not {PAYLOAD_TYPE}"
         )));
     }
-    match field("io.cncf.notary.signingScheme") {
+    match scheme {
         Some("notary.x509") => {}
         Some("notary.x509.signingAuthority") => {
             return Err(Rejection::Untrusted(
@@ -153,11 +221,6 @@ pub fn verify_jws(
             )));
         }
     }
-    let crit: Vec<&str> = header
-        .get("crit")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
     if let Some(unknown) = crit.iter().find(|c| !KNOWN_CRITICAL.contains(c)) {
         return Err(Rejection::Malformed(format!(
             "unknown critical header {unknown:?}"
@@ -168,34 +231,43 @@ pub fn verify_jws(
             "the signing scheme is not marked critical".into(),
         ));
     }
-    let chain: Vec<CertificateDer<'static>> = env
-        .header
-        .x5c
-        .iter()
-        .take(MAX_CHAIN + 1)
-        .map(|c| {
-            base64::engine::general_purpose::STANDARD
-                .decode(c)
-                .map(CertificateDer::from)
-                .map_err(|e| Rejection::Malformed(format!("an x5c certificate is not base64: {e}")))
-        })
-        .collect::<Result<_, _>>()?;
+    Ok(())
+}
+
+/// The checks after parsing, JWS and COSE alike: the signature with the leaf certificate, then
+/// the chain to the trust store (code signing, valid at `now`), expiry, identity, payload.
+pub(super) fn verify_envelope(
+    env: Envelope,
+    trust: &TrustStore,
+    trusted_identities: &[String],
+    now: UnixTime,
+) -> Result<NotationClaims, Rejection> {
+    let chain = env.chain;
     if chain.is_empty() || chain.len() > MAX_CHAIN {
         return Err(Rejection::Malformed(format!(
             "the envelope carries {} certificates (1 to {MAX_CHAIN})",
             chain.len()
         )));
     }
+    // Every certificate must parse, not only those webpki needs for the path.
+    for (i, c) in chain.iter().enumerate() {
+        x509_cert::Certificate::from_der(c.as_ref()).map_err(|e| {
+            let which = match i {
+                0 => "the signing certificate".to_owned(),
+                _ => format!("certificate {i} of the envelope's chain"),
+            };
+            Rejection::Malformed(format!("{which} is not X.509: {e}"))
+        })?;
+    }
     let leaf = webpki::EndEntityCert::try_from(&chain[0])
         .map_err(|e| Rejection::Malformed(format!("the signing certificate: {e:?}")))?;
-    // The signature first: over the header and payload exactly as sent.
-    let signing_input = format!("{}.{}", env.protected, env.payload);
-    let sig = b64url(&env.signature, "the signature")?;
-    let (alg, sig) = match field("alg") {
+    // The signature first.
+    let sig = env.signature;
+    let (alg, sig) = match env.alg.as_deref() {
         Some("PS256") => (webpki::ring::RSA_PSS_2048_8192_SHA256_LEGACY_KEY, sig),
         Some("PS384") => (webpki::ring::RSA_PSS_2048_8192_SHA384_LEGACY_KEY, sig),
         Some("PS512") => (webpki::ring::RSA_PSS_2048_8192_SHA512_LEGACY_KEY, sig),
-        // JWS carries ECDSA as r||s; webpki takes DER.
+        // JWS and COSE carry ECDSA as r||s; webpki takes DER.
         Some("ES256") => (
             webpki::ring::ECDSA_P256_SHA256,
             p256::ecdsa::Signature::from_slice(&sig)
@@ -218,7 +290,7 @@ pub fn verify_jws(
             )));
         }
     };
-    leaf.verify_signature(alg, signing_input.as_bytes(), &sig)
+    leaf.verify_signature(alg, &env.signing_input, &sig)
         .map_err(|e| Rejection::BadSignature(format!("the envelope's signature: {e:?}")))?;
     // Then the certificate: it must lead to the trust store.
     let anchors: Vec<_> = trust
@@ -243,8 +315,7 @@ pub fn verify_jws(
             "the signing certificate does not lead to the trust store: {e:?}"
         )),
     })?;
-    if let Some(expiry) = field("io.cncf.notary.expiry")
-        && let Some(at) = rfc3339_seconds(expiry)
+    if let Some((at, expiry)) = env.expiry
         && at <= now.as_secs()
     {
         return Err(Rejection::Expired(format!(
@@ -257,20 +328,19 @@ pub fn verify_jws(
             "{signer} is not a trusted identity"
         )));
     }
-    let payload: Payload = serde_json::from_slice(&b64url(&env.payload, "the payload")?)
+    let payload: Payload = serde_json::from_slice(&env.payload)
         .map_err(|e| Rejection::Malformed(format!("the payload: {e}")))?;
     Ok(NotationClaims {
         target_digest: payload.target.digest,
         target_media_type: payload.target.media_type,
         target_size: payload.target.size,
         signer,
-        signing_time: field("io.cncf.notary.signingTime").map(str::to_owned),
+        signing_time: env.signing_time,
     })
 }
 
 /// The subject of a certificate, as `CN=..,O=..` (RFC 4514 order).
 fn subject_of(der: &CertificateDer<'_>) -> String {
-    use x509_cert::der::Decode as _;
     x509_cert::Certificate::from_der(der.as_ref())
         .map(|c| c.tbs_certificate().subject().to_string())
         .unwrap_or_else(|_| "an unreadable subject".into())
@@ -293,24 +363,17 @@ fn identity_trusted(subject: &str, trusted: &[String]) -> bool {
         })
 }
 
-/// Seconds since the epoch of an RFC 3339 UTC time (`2026-12-02T09:20:49Z`); `None` if not.
+/// Seconds since the epoch of an RFC 3339 time (`2026-12-02T09:20:49Z`, any offset).
 fn rfc3339_seconds(text: &str) -> Option<u64> {
-    let t = text.strip_suffix('Z')?;
-    let (date, time) = t.split_once('T')?;
-    let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let mut h = time
-        .split('.')
-        .next()?
-        .split(':')
-        .map(|x| x.parse::<i64>().ok());
-    let (hh, mm, ss) = (h.next()??, h.next()??, h.next()??);
-    // Days from civil (Howard Hinnant's algorithm): no date crate for one field.
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146097 + doe - 719468;
-    u64::try_from(days * 86400 + hh * 3600 + mm * 60 + ss).ok()
+    let t = time::OffsetDateTime::parse(text, &Rfc3339).ok()?;
+    u64::try_from(t.unix_timestamp()).ok()
+}
+
+/// The RFC 3339 UTC time of `secs` since the epoch (COSE writes times as CBOR epoch times).
+pub(super) fn rfc3339_of(secs: u64) -> String {
+    i64::try_from(secs)
+        .ok()
+        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| format!("{secs} s after the epoch"))
 }

@@ -5,6 +5,8 @@
 //!    lacks it (distribution 2.8 answers 404), the referrers tag schema `sha256-<hex>`, an
 //!    index the signing tool keeps (cosign 3 and notation write it).
 //!
+//! `push` puts kept signatures back the same ways ([`RegistryClient::push_signature`]).
+//!
 //! Everything is read into memory under caps (a signature is a few KB): manifests at 4 MiB
 //! like any manifest, blobs at [`MAX_SIGNATURE_BLOB_BYTES`], at most [`MAX_REFERRERS`]
 //! signature referrers whatever the index lists. Nothing is stored here: the policy judges
@@ -23,7 +25,7 @@ use crate::digest::Digest;
 use crate::error::Error;
 use crate::policy::artifact::{
     ARTIFACT_NOTATION, MAX_SIGNATURE_BLOB_BYTES, MEDIA_SIGSTORE_BUNDLE_PREFIX, blob_descriptors,
-    classify, cosign_tag, referrers_tag,
+    classify, cosign_tag, referrer_descriptor, referrers_tag,
 };
 use crate::policy::{SignatureArtifact, SignatureFormat};
 
@@ -97,7 +99,101 @@ impl RegistryClient {
         Ok(out)
     }
 
-    /// A signature artifact with its blobs, or `None` when the manifest is no signature.
+    /// Puts the signature `artifact` of `subject` into `repository`, whose blobs the caller
+    /// pushed already: cosign 2's manifest under its tag; a referrer by digest, and, when the
+    /// registry does not index referrers itself (it answers no `OCI-Subject`, as distribution
+    /// 2.8), into the `sha256-<hex>` tag's index too, read, extended and put back as the
+    /// signing tools do. Nothing is sent when the destination already has it. True when
+    /// something was put.
+    pub async fn push_signature(
+        &self,
+        registry: &str,
+        repository: &str,
+        subject: &Digest,
+        artifact: &SignatureArtifact,
+    ) -> Result<bool, Error> {
+        let media_type = super::document_media_type(&artifact.manifest);
+        if artifact.format == SignatureFormat::CosignTag {
+            let tag = cosign_tag(subject);
+            if self.manifest_digest_at(registry, repository, &tag).await? == Some(artifact.digest) {
+                return Ok(false);
+            }
+            self.put_manifest(registry, repository, &tag, &artifact.manifest, &media_type)
+                .await?;
+            return Ok(true);
+        }
+        let by_digest = artifact.digest.to_string();
+        if self
+            .manifest_digest_at(registry, repository, &by_digest)
+            .await?
+            == Some(artifact.digest)
+        {
+            return Ok(false);
+        }
+        let indexed = self
+            .put_manifest(
+                registry,
+                repository,
+                &by_digest,
+                &artifact.manifest,
+                &media_type,
+            )
+            .await?;
+        if !indexed {
+            self.add_to_referrers_tag(registry, repository, subject, artifact)
+                .await?;
+        }
+        Ok(true)
+    }
+
+    /// Adds `artifact` to the referrers tag schema's index of `subject` (made when absent).
+    /// Two writers at once can lose one entry, as the spec says of this fallback.
+    async fn add_to_referrers_tag(
+        &self,
+        registry: &str,
+        repository: &str,
+        subject: &Digest,
+        artifact: &SignatureArtifact,
+    ) -> Result<(), Error> {
+        let tag = referrers_tag(subject);
+        let Some(entry) = referrer_descriptor(artifact) else {
+            return Ok(());
+        };
+        let mut index = match self.tagged_manifest(registry, repository, &tag).await? {
+            Some((_, bytes)) => serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .filter(|v| v["manifests"].is_array())
+                .ok_or_else(|| Error::Registry {
+                    registry: registry.into(),
+                    message: format!(
+                        "{repository}:{tag} is not a referrers index: not adding the signature {} to it",
+                        artifact.digest
+                    ),
+                })?,
+            None => serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": MEDIA_TYPE_OCI_INDEX,
+                "manifests": [],
+            }),
+        };
+        let listed = index["manifests"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|d| d["digest"] == entry["digest"]));
+        if listed {
+            return Ok(());
+        }
+        if let Some(m) = index["manifests"].as_array_mut() {
+            m.push(entry);
+        }
+        let bytes = serde_json::to_vec(&index).unwrap_or_default();
+        self.put_manifest(registry, repository, &tag, &bytes, MEDIA_TYPE_OCI_INDEX)
+            .await
+            .map(|_| ())
+    }
+
+    /// A signature artifact with its blobs, or `None` when the manifest is no signature. Blobs
+    /// that break the caps or do not match their descriptor make it `unreadable` (the policy
+    /// says why it did not count); a failure to reach the registry is an error.
     async fn artifact(
         &self,
         registry: &str,
@@ -105,33 +201,52 @@ impl RegistryClient {
         digest: Digest,
         manifest: Vec<u8>,
     ) -> Result<Option<SignatureArtifact>, Error> {
-        let bad = |m: String| Error::Registry {
-            registry: registry.into(),
-            message: format!("signature manifest {repository}@{digest}: {m}"),
-        };
         let Ok(parsed) = serde_json::from_slice::<ImageManifest>(&manifest) else {
             return Ok(None);
         };
         let Some(format) = classify(&parsed) else {
             return Ok(None);
         };
-        let mut blobs = Vec::new();
-        for (d, size) in blob_descriptors(&parsed).map_err(bad)? {
-            let bytes = self.small_blob(registry, repository, &d).await?;
-            if bytes.len() as u64 != size {
-                return Err(bad(format!(
-                    "blob {d} is {} bytes, the manifest says {size}",
-                    bytes.len()
-                )));
-            }
-            blobs.push((d, bytes));
-        }
-        Ok(Some(SignatureArtifact {
+        let mut artifact = SignatureArtifact {
             format,
             digest,
             manifest,
-            blobs,
-        }))
+            blobs: Vec::new(),
+            unreadable: None,
+        };
+        let descriptors = match blob_descriptors(&parsed) {
+            Ok(d) => d,
+            Err(why) => {
+                artifact.unreadable = Some(why);
+                return Ok(Some(artifact));
+            }
+        };
+        for (d, size) in descriptors {
+            let bytes = match self.small_blob(registry, repository, &d).await {
+                Ok(b) => b,
+                Err(
+                    e @ (Error::TooLarge { .. }
+                    | Error::DigestMismatch { .. }
+                    | Error::BlobNotFound { .. }),
+                ) => {
+                    artifact.unreadable = Some(e.to_string());
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
+            if bytes.len() as u64 != size {
+                artifact.unreadable = Some(format!(
+                    "blob {d} is {} bytes, the manifest says {size}",
+                    bytes.len()
+                ));
+                break;
+            }
+            artifact.blobs.push((d, bytes));
+        }
+        if artifact.unreadable.is_some() {
+            artifact.blobs.clear();
+        }
+        Ok(Some(artifact))
     }
 
     /// A manifest by tag, `None` on 404; its digest is computed from the bytes.

@@ -229,7 +229,8 @@ impl RegistryClient {
 
     /// `PUT /v2/<repo>/manifests/<tag or digest>` with the bytes as stored. The registry's
     /// `Docker-Content-Digest` must be their digest: a registry that converted or lost them
-    /// is an error.
+    /// is an error. True when the registry indexed the manifest's `subject` for its referrers
+    /// API (it answers `OCI-Subject`, OCI distribution 1.1).
     pub async fn put_manifest(
         &self,
         registry: &str,
@@ -237,7 +238,7 @@ impl RegistryClient {
         target: &str,
         bytes: &[u8],
         media_type: &str,
-    ) -> Result<(), Error> {
+    ) -> Result<bool, Error> {
         let digest = Digest::of_bytes(bytes);
         let what = format!("manifest {registry}/{repository}:{target}");
         let path = format!("/v2/{repository}/manifests/{target}");
@@ -255,7 +256,8 @@ impl RegistryClient {
         if resp.status() != StatusCode::CREATED && !resp.status().is_success() {
             return Err(self.status_error(&ep, resp, &what).await);
         }
-        check_digest(&resp, &digest, &what)
+        check_digest(&resp, &digest, &what)?;
+        Ok(resp.headers().contains_key("oci-subject"))
     }
 
     /// `POST .../blobs/uploads/` (with `?mount=&from=`): a mount done, or an upload session.

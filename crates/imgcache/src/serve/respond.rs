@@ -207,7 +207,7 @@ async fn respond(
         None => what,
     };
     match (route, origin.as_ref()) {
-        (Route::Base, _) => Ok(json_response(StatusCode::OK, "{}".into(), head)),
+        (Route::Base, _) => Ok(json_response(StatusCode::OK, "{}", head)),
         (Route::Catalog, _) => {
             let names: Vec<String> = cached_origins(state)?.iter().map(catalog_name).collect();
             let page = query.page(&names);
@@ -250,19 +250,18 @@ async fn respond(
         (Route::Blob { digest, .. }, Some(origin)) => {
             blob_response(state, origin, &digest, req.headers(), head).await
         }
-        (Route::Referrers { .. }, Some(_)) => {
-            // No referrers are stored yet (signatures will be): the spec's empty index.
-            let mut resp = json_response(
-                StatusCode::OK,
-                json!({"schemaVersion": 2, "mediaType": MEDIA_TYPE_OCI_INDEX, "manifests": []})
-                    .to_string(),
-                head,
-            );
+        (Route::Referrers { digest, .. }, Some(_)) => {
+            // The signatures the cache kept that name this digest as their subject.
+            let filter = query.get("artifactType");
+            let bytes = state.cache.referrers_index(&digest, filter).map_err(|e| {
+                Failure::from_error(&e, "MANIFEST_UNKNOWN", &asked(format!("@{digest}")))
+            })?;
+            let mut resp = json_response(StatusCode::OK, bytes, head);
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static(MEDIA_TYPE_OCI_INDEX),
             );
-            if query.get("artifactType").is_some() {
+            if filter.is_some() {
                 resp.headers_mut().insert(
                     "oci-filters-applied",
                     HeaderValue::from_static("artifactType"),
@@ -555,7 +554,8 @@ impl Query {
     }
 }
 
-fn json_response(status: StatusCode, body: String, head: bool) -> Response<Body> {
+fn json_response(status: StatusCode, body: impl Into<Bytes>, head: bool) -> Response<Body> {
+    let body: Bytes = body.into();
     let len = body.len();
     let mut resp = Response::new(if head { empty() } else { full(body) });
     *resp.status_mut() = status;

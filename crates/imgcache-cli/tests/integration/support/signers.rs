@@ -29,6 +29,7 @@
 //!   `trustpolicy.json` (a `trustpolicy.oci.json` alone is "trust policy is not present").
 //!   `--expiry` takes any Go duration (`2s`), though its help speaks of m and h.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -38,7 +39,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use super::{Run, env, path_str, to_run};
+use super::{Run, Sandbox, copy_between_registries, digest_of, env, output_of, path_str, to_run};
 
 /// The password of every test key pair (given to cosign in its environment only; never printed).
 const COSIGN_TEST_PASSWORD: &str = "imgcache-test-key-password";
@@ -459,6 +460,12 @@ impl NotationHome {
         self.sign_args(reference, &[]);
     }
 
+    /// Signs `reference` with the default key in the COSE envelope format
+    /// (`--signature-format cose`: an `application/cose` referrer).
+    pub fn sign_cose(&self, reference: &str) {
+        self.sign_args(reference, &["--signature-format", "cose"]);
+    }
+
     /// Signs `reference` with the signing key `key` (`--key`).
     pub fn sign_with_key(&self, reference: &str, key: &str) {
         self.sign_args(reference, &["--key", key]);
@@ -674,4 +681,140 @@ pub fn repository_of(reference: &str) -> &str {
         Some(i) if !r[i..].contains('/') => &r[..i],
         _ => r,
     }
+}
+
+/// The tag cosign 2 keeps the signatures of `digest` (`sha256:<hex>`) under: `sha256-<hex>.sig`.
+pub fn cosign_sig_tag(digest: &str) -> String {
+    format!("{}.sig", referrers_tag(digest))
+}
+
+/// The referrers tag-schema tag listing the referrers of `digest`: `sha256-<hex>`.
+pub fn referrers_tag(digest: &str) -> String {
+    digest.replacen(':', "-", 1)
+}
+
+/// Copies cosign 2's `.sig` manifest of `from` to the `.sig` tag of `to` (two digests in the
+/// repository `HOST:PORT/REPO`), bytes kept (`skopeo copy --preserve-digests`): a signature of
+/// `from` that a client looking for `to`'s signatures finds.
+pub fn copy_cosign2_signature(repository: &str, from: &str, to: &str) {
+    copy_between_registries(
+        &format!("{repository}:{}", cosign_sig_tag(from)),
+        &format!("{repository}:{}", cosign_sig_tag(to)),
+    );
+}
+
+/// One signature artifact in a registry, as the tools pushed it.
+#[derive(Clone, Debug)]
+pub struct RegistrySignature {
+    /// The artifact manifest's digest.
+    pub manifest: String,
+    /// The digests of its layers (the signatures: payloads, bundles, envelopes), in order.
+    pub layers: Vec<String>,
+    /// The parsed manifest.
+    pub doc: Value,
+}
+
+/// `skopeo inspect --raw` of `reference`, `None` when the registry has no such manifest.
+fn raw_manifest(reference: &str) -> Option<Vec<u8>> {
+    let r = output_of(
+        Command::new("skopeo")
+            .args(["inspect", "--tls-verify=false", "--raw"])
+            .arg(format!("docker://{reference}")),
+    );
+    match r.code {
+        0 => Some(r.stdout.into_bytes()),
+        _ if r.stderr.contains("manifest unknown") || r.stderr.contains("not found") => None,
+        _ => panic!("skopeo inspect {reference}: exit {}\n{}", r.code, r.stderr),
+    }
+}
+
+fn registry_signature(raw: &[u8]) -> RegistrySignature {
+    let doc: Value = serde_json::from_slice(raw).unwrap();
+    let layers = doc["layers"]
+        .as_array()
+        .map(|ls| {
+            ls.iter()
+                .map(|l| l["digest"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    RegistrySignature {
+        manifest: digest_of(raw),
+        layers,
+        doc,
+    }
+}
+
+/// The signature artifacts of `subject` (`sha256:…`) in `repository` (`HOST:PORT/REPO`): cosign
+/// 2's `.sig` manifest if there is one, then each manifest the referrers tag-schema index
+/// (`sha256-<hex>`, where cosign 3 and notation list theirs) names.
+pub fn registry_signatures(repository: &str, subject: &str) -> Vec<RegistrySignature> {
+    let mut out = Vec::new();
+    if let Some(raw) = raw_manifest(&format!("{repository}:{}", cosign_sig_tag(subject))) {
+        out.push(registry_signature(&raw));
+    }
+    if let Some(raw) = raw_manifest(&format!("{repository}:{}", referrers_tag(subject))) {
+        let index: Value = serde_json::from_slice(&raw).unwrap();
+        for m in index["manifests"].as_array().into_iter().flatten() {
+            let digest = m["digest"].as_str().unwrap();
+            let raw = raw_manifest(&format!("{repository}@{digest}")).unwrap_or_else(|| {
+                panic!("{repository}@{digest}: listed as a referrer, not there")
+            });
+            out.push(registry_signature(&raw));
+        }
+    }
+    out
+}
+
+/// The blobs of an imgcache store (`ROOT/blobs/sha256/<hex>`), as `sha256:<hex>`.
+pub fn store_blobs(root: &Path) -> BTreeSet<String> {
+    let Ok(dir) = fs::read_dir(root.join("blobs/sha256")) else {
+        return BTreeSet::new();
+    };
+    dir.map(|e| format!("sha256:{}", e.unwrap().file_name().to_string_lossy()))
+        .collect()
+}
+
+/// The blobs of an imgcache store that are signature material, whatever the tool: an artifact
+/// manifest of cosign (`.sig`, simple-signing layers), of a sigstore bundle or of notation, a
+/// simple-signing payload, a sigstore bundle, a JWS envelope.
+pub fn signature_material_in_store(root: &Path) -> BTreeSet<String> {
+    let is_signature = |doc: &Value| {
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+        let layer_types: Vec<String> = doc["layers"]
+            .as_array()
+            .map(|ls| ls.iter().map(|l| text(&l["mediaType"])).collect())
+            .unwrap_or_default();
+        let artifact = text(&doc["artifactType"]);
+        layer_types.iter().any(|t| {
+            t.contains("simplesigning")
+                || t.contains("sigstore.bundle")
+                || t == "application/jose+json"
+        }) || artifact.contains("notary.signature")
+            || artifact.contains("sigstore.bundle")
+            || doc["critical"]["type"] == "cosign container image signature"
+            || doc.get("dsseEnvelope").is_some()
+            || (doc.get("protected").is_some() && doc.get("signature").is_some())
+    };
+    store_blobs(root)
+        .into_iter()
+        .filter(|d| {
+            let f = root.join("blobs/sha256").join(&d["sha256:".len()..]);
+            fs::metadata(&f).is_ok_and(|m| m.len() < 1 << 20)
+                && serde_json::from_slice::<Value>(&fs::read(&f).unwrap())
+                    .is_ok_and(|doc| is_signature(&doc))
+        })
+        .collect()
+}
+
+/// A policy whose scope `scope` (`HOST:PORT/REPO`) holds `requirement`, every other image
+/// accepted, written as the sandbox's `policy.json` (replacing the one written before); its path.
+pub fn write_policy(sb: &Sandbox, scope: &str, requirement: Value) -> String {
+    let doc = json!({
+        "default": [{"type": "insecureAcceptAnything"}],
+        "transports": {"docker": {scope: [requirement]}}
+    });
+    let path = sb.path("policy.json");
+    fs::write(&path, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+    path.display().to_string()
 }

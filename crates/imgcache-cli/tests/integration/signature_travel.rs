@@ -1,0 +1,288 @@
+//! Signatures go where the image goes: `serve` answers them, `push` and `sync` copy them,
+//! `save --format oci` carries them and `import` under a policy takes them from such a file.
+//! At each other end the signing tool's own verify is asked, and must say yes.
+
+use std::fs;
+use std::path::PathBuf;
+
+use serde_json::json;
+
+use crate::support::*;
+
+/// busybox:v1-oci in a private registry, signed by cosign 2 and, when the tools are here, by
+/// cosign 3 and notation, with a policy whose scope requires every one of those signatures.
+struct Signed {
+    reg: PrivateRegistry,
+    digest: String,
+    pinned: String,
+    keys2: CosignKeys,
+    cosign3: Option<(&'static Cosign, CosignKeys)>,
+    notation: Option<(NotationHome, &'static str)>,
+    policy: String,
+    /// How many signatures the policy keeps.
+    count: usize,
+}
+
+const NOTATION_CERT: &str = "travel.example";
+
+fn signed(sb: &Sandbox, test: &str) -> Signed {
+    let reg = PrivateRegistry::start();
+    let m = reg.copy_from_main("busybox:v1-oci");
+    let pinned = format!("{}/busybox@{}", reg.addr, m.digest);
+    let keys2 = CosignKeys::generate_named(cosign2(), sb.dir.path(), "c2");
+    cosign2_sign(&keys2, &pinned);
+    let mut requirements = vec![
+        json!({"type": "sigstoreSigned", "keyPath": keys2.pub_key, "signedIdentity": {"type": "matchRepository"}}),
+    ];
+    let cosign3 = cosign3(test).map(|c3| {
+        let keys = CosignKeys::generate_named(c3, sb.dir.path(), "c3");
+        cosign3_sign(&keys, &pinned);
+        requirements.push(json!({"type": "sigstoreSigned", "keyPath": keys.pub_key, "signedIdentity": {"type": "matchRepository"}}));
+        (c3, keys)
+    });
+    let notation = notation(test).map(|tool| {
+        let home = NotationHome::new(tool, &sb.dir.path().join("notation"));
+        let cert = home.generate_test_cert(NOTATION_CERT);
+        home.sign(&pinned);
+        requirements.push(json!({"type": "notationSigned", "trustStore": cert}));
+        (home, NOTATION_CERT)
+    });
+    let count = requirements.len();
+    let doc = json!({
+        "default": [{"type": "insecureAcceptAnything"}],
+        "transports": {"docker": {format!("{}/busybox", reg.addr): requirements}}
+    });
+    let policy = sb.dir.path().join("policy.json");
+    fs::write(&policy, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+    Signed {
+        reg,
+        digest: m.digest,
+        pinned,
+        keys2,
+        cosign3,
+        notation,
+        policy: policy.display().to_string(),
+        count,
+    }
+}
+
+impl Signed {
+    /// Pulls under the policy: every signature verified and kept.
+    fn pull(&self, sb: &Sandbox) {
+        let doc = sb.json(&["pull", "--policy", &self.policy, &self.pinned]);
+        assert_eq!(
+            doc["signed_by"].as_array().map(Vec::len),
+            Some(self.count),
+            "{doc}"
+        );
+    }
+
+    /// Each signing tool verifies `reference` (the same image, elsewhere).
+    fn assert_tools_verify(&self, reference: &str) {
+        assert!(
+            cosign_verify(cosign2(), &self.keys2.pub_key, reference),
+            "cosign 2 verify {reference}"
+        );
+        if let Some((c3, keys)) = &self.cosign3 {
+            assert!(
+                cosign_verify(c3, &keys.pub_key, reference),
+                "cosign 3 verify {reference}"
+            );
+        }
+        if let Some((home, store)) = &self.notation {
+            assert!(
+                home.verify(reference, &[&format!("ca:{store}")], &["*"]),
+                "notation verify {reference}"
+            );
+        }
+    }
+}
+
+#[test]
+fn serve_answers_kept_signatures_so_each_tool_verifies_through_it_with_the_origin_gone() {
+    let sb = Sandbox::new();
+    let mut s = signed(&sb, "serve_answers_kept_signatures");
+    s.pull(&sb);
+    s.reg.stop();
+    let serving = Serving::start(&sb, &["--offline"]);
+    let via = format!("{}/busybox@{}", serving.addr, s.digest);
+    s.assert_tools_verify(&via);
+
+    // The referrers API lists the referrers kept (cosign 3's bundle, notation's JWS), each with
+    // its artifact type; a filter says it was applied.
+    let referrers = |query: &str| -> (serde_json::Value, String) {
+        let url = format!("{}/v2/busybox/referrers/{}{query}", serving.url, s.digest);
+        let out = checked_stdout(
+            std::process::Command::new("curl").args(["-sS", "-D", "/dev/stderr", &url]),
+            "curl referrers",
+        );
+        (serde_json::from_slice(&out).unwrap(), url)
+    };
+    let (index, url) = referrers("");
+    let listed = index["manifests"].as_array().unwrap();
+    assert_eq!(listed.len(), s.count - 1, "{url}: {index}");
+    let notary = "application/vnd.cncf.notary.signature";
+    if s.notation.is_some() {
+        assert!(
+            listed.iter().any(|d| d["artifactType"] == notary),
+            "{index}"
+        );
+        let (filtered, _) = referrers(&format!("?artifactType={notary}"));
+        assert_eq!(
+            filtered["manifests"].as_array().unwrap().len(),
+            1,
+            "{filtered}"
+        );
+    }
+    // A signature tag of a digest nothing signs is a 404, never asked upstream.
+    let other = format!(
+        "{}/v2/busybox/manifests/sha256-{}.sig",
+        serving.url,
+        "0".repeat(64)
+    );
+    let code = checked_stdout(
+        std::process::Command::new("curl").args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &other,
+        ]),
+        "curl sig tag",
+    );
+    assert_eq!(String::from_utf8_lossy(&code), "404");
+    let (status, log) = serving.stop();
+    assert!(status.success(), "{log}");
+}
+
+#[test]
+fn push_and_sync_copy_kept_signatures_so_each_tool_verifies_at_the_destination() {
+    let sb = Sandbox::new();
+    let s = signed(&sb, "push_and_sync_copy_kept_signatures");
+    s.pull(&sb);
+    let dest = PrivateRegistry::start();
+    let target = format!("{}/copied/busybox:v1", dest.addr);
+    let doc = sb.json(&["push", &s.pinned, &target]);
+    assert_eq!(doc["signatures_pushed"], s.count, "{doc}");
+    s.assert_tools_verify(&format!("{}/copied/busybox@{}", dest.addr, s.digest));
+    // Again: everything is there, nothing is put (one HEAD per signature).
+    let mark = dest.mark();
+    let doc = sb.json(&["push", &s.pinned, &target]);
+    assert_eq!(doc["already_present"], true, "{doc}");
+    assert_eq!(doc["signatures_pushed"], 0, "{doc}");
+    let puts: Vec<String> = mark
+        .accesses()
+        .into_iter()
+        .filter(|l| !l.contains("\"HEAD ") && !l.contains("\"GET /v2/ "))
+        .collect();
+    assert!(puts.is_empty(), "{puts:?}");
+
+    // sync pulls under the policy into another cache and pushes the signatures along.
+    let other = Sandbox::new();
+    let list = other.dir.path().join("images.txt");
+    fs::write(&list, format!("{}/busybox:v1-oci\n", s.reg.addr)).unwrap();
+    let mirror = PrivateRegistry::start();
+    let doc = other.json(&[
+        "sync",
+        "--policy",
+        &s.policy,
+        path_str(&list),
+        "--to",
+        &mirror.addr,
+    ]);
+    assert_eq!(doc["pushed"], 1, "{doc}");
+    s.assert_tools_verify(&format!("{}/busybox@{}", mirror.addr, s.digest));
+}
+
+#[test]
+fn save_oci_carries_kept_signatures_and_import_under_the_policy_keeps_them() {
+    let sb = Sandbox::new();
+    let s = signed(&sb, "save_oci_carries_kept_signatures");
+    s.pull(&sb);
+    let oci: PathBuf = sb.path("signed.oci.tar");
+    let doc = sb.save(&s.pinned, "oci", &oci);
+    assert_eq!(doc["signatures"], s.count, "{doc}");
+    // Still one image to verify: the signatures are not read as images.
+    let doc = sb.json(&["verify", "--deep", path_str(&oci)]);
+    assert_eq!(doc["ok"], true, "{doc}");
+    assert_eq!(image_ids(&doc["files"][0]).len(), 1, "{doc}");
+
+    // A fresh cache imports it under the policy, signatures and all; load's check then
+    // finds them, offline.
+    let fresh = Sandbox::new();
+    let name = format!("{}/busybox:v1-oci", s.reg.addr);
+    fresh.import(&oci, &["--policy", &s.policy, "--tag", &name]);
+    let verified = fresh.json(&["verify", "--signatures", "--policy", &s.policy, &name]);
+    assert_eq!(
+        verified["signers"].as_array().map(Vec::len),
+        Some(s.count),
+        "{verified}"
+    );
+    // (exit 1: the engine lacks the image; the cache's side is what is checked here)
+    let status = fresh.json_code(&["status", &name], 1);
+    assert_eq!(
+        status["signatures"].as_array().map(Vec::len),
+        Some(s.count),
+        "{status}"
+    );
+    // Regression: the text of `status` named no signer.
+    let text = fresh.run(&["status", &name]).stdout;
+    assert!(text.contains("signed        cosign by "), "{text}");
+
+    // A Docker archive has no place for them: the same import is refused, saying so.
+    let docker: PathBuf = sb.path("signed.docker.tar");
+    sb.save(&s.pinned, "docker", &docker);
+    let refused = Sandbox::new();
+    let run = refused.run(&[
+        "import",
+        "--policy",
+        &s.policy,
+        "--tag",
+        &name,
+        path_str(&docker),
+    ]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("Docker's archive formats cannot carry them"),
+        "{}",
+        run.stderr
+    );
+    assert!(refused.refs().is_empty(), "{:?}", refused.refs());
+}
+
+#[test]
+fn a_signed_index_saved_as_oci_imports_with_its_index_digest_so_its_signature_is_found() {
+    let sb = Sandbox::new();
+    let reg = PrivateRegistry::start();
+    let m = reg.copy_from_main("multiarch:v1");
+    assert!(m.media_type.contains("index"), "{}", m.media_type);
+    let pinned = format!("{}/multiarch@{}", reg.addr, m.digest);
+    let keys = CosignKeys::generate(cosign2(), sb.dir.path());
+    cosign2_sign(&keys, &pinned);
+    let doc = json!({
+        "default": [{"type": "reject"}],
+        "transports": {"docker": {format!("{}/multiarch", reg.addr): [
+            {"type": "sigstoreSigned", "keyPath": keys.pub_key, "signedIdentity": {"type": "matchRepository"}}
+        ]}}
+    });
+    let policy = sb.path("policy.json");
+    fs::write(&policy, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let policy = path_str(&policy);
+    let name = format!("{}/multiarch:v1", reg.addr);
+    let pulled = sb.json(&["pull", "--policy", policy, &name]);
+    assert_eq!(pulled["signed_by"][0]["format"], "cosign", "{pulled}");
+    let oci = sb.path("multiarch.oci.tar");
+    let saved = sb.save(&name, "oci", &oci);
+    assert_eq!(saved["signatures"], 1, "{saved}");
+
+    let fresh = Sandbox::new();
+    fresh.import(&oci, &["--policy", policy]);
+    // The reference is recorded with the index the signature covers, not only the manifest.
+    let ls = fresh.ls();
+    assert!(ls.to_string().contains(&m.digest), "{ls}");
+    let verified = fresh.json(&["verify", "--signatures", "--policy", policy, &name]);
+    assert_eq!(verified["signers"][0]["format"], "cosign", "{verified}");
+    fresh.assert_fsck_deep_spotless();
+}
