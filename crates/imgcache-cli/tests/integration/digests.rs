@@ -177,7 +177,7 @@ fn save_names_the_digest_the_reference_was_pulled_by_and_holds_the_cached_platfo
             let doc = c.save(&o.reference, format, &file);
             let mut want = json!({
                 "ok": true, "reference": o.reference, "image_id": id,
-                "output": path_str(&file), "format": format,
+                "output": path_str(&file), "format": format, "signatures": 0,
             });
             if o.index {
                 want["index"] = json!({

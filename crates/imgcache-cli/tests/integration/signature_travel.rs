@@ -286,3 +286,43 @@ fn a_signed_index_saved_as_oci_imports_with_its_index_digest_so_its_signature_is
     assert_eq!(verified["signers"][0]["format"], "cosign", "{verified}");
     fresh.assert_fsck_deep_spotless();
 }
+
+#[test]
+fn push_leaves_a_destinations_own_cosign_signatures_in_place() {
+    let sb = Sandbox::new();
+    let reg = PrivateRegistry::start();
+    let m = reg.copy_from_main("busybox:v1-oci");
+    let pinned = format!("{}/busybox@{}", reg.addr, m.digest);
+    let ours = CosignKeys::generate_named(cosign2(), sb.dir.path(), "ours");
+    cosign2_sign(&ours, &pinned);
+    let policy = write_policy(
+        &sb,
+        &format!("{}/busybox", reg.addr),
+        json!({"type": "sigstoreSigned", "keyPath": ours.pub_key}),
+    );
+    sb.json(&["pull", "--policy", &policy, &pinned]);
+    // The destination has the image, signed there by another key.
+    let dest = PrivateRegistry::start();
+    dest.copy_from_main("busybox:v1-oci");
+    let there = format!("{}/busybox@{}", dest.addr, m.digest);
+    let theirs = CosignKeys::generate_named(cosign2(), sb.dir.path(), "theirs");
+    cosign2_sign(&theirs, &there);
+    let run = sb.run(&[
+        "--json",
+        "push",
+        &pinned,
+        &format!("{}/busybox:v1-oci", dest.addr),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json()["signatures_pushed"], 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("holds other signatures"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        cosign_verify(cosign2(), &theirs.pub_key, &there),
+        "theirs kept"
+    );
+    assert!(!cosign_verify(cosign2(), &ours.pub_key, &there));
+}

@@ -255,10 +255,11 @@ fn requirement(v: Value, dir: &Path) -> Result<Requirement, String> {
             if trust.is_empty() {
                 return Err(format!("notationSigned: no certificate in {}", stores.join(", ")));
             }
-            Ok(Requirement::Notation {
-                trust,
-                identities: list("trustedIdentities"),
-            })
+            let identities = list("trustedIdentities");
+            for i in &identities {
+                super::notation::check_trusted_identity(i)?;
+            }
+            Ok(Requirement::Notation { trust, identities })
         }
         other => Err(format!("unknown requirement type {other:?}")),
     }

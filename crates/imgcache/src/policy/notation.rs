@@ -354,13 +354,36 @@ fn attributes(dn: &str) -> std::collections::BTreeSet<String> {
         .collect()
 }
 
+/// Whether `subject` is one of `trusted`: as notation, a trusted DN matches a subject that
+/// holds each of its attributes (the subject may have more).
 fn identity_trusted(subject: &str, trusted: &[String]) -> bool {
     trusted.is_empty()
         || trusted.iter().any(|t| {
             t == "*"
                 || t.strip_prefix("x509.subject:")
-                    .is_some_and(|dn| attributes(dn) == attributes(subject))
+                    .is_some_and(|dn| attributes(dn).is_subset(&attributes(subject)))
         })
+}
+
+/// A `trustedIdentities` entry as notation accepts one: `*`, or `x509.subject: DN` naming at
+/// least C, ST and O (fewer would let any certificate of the store with that O sign).
+pub(super) fn check_trusted_identity(entry: &str) -> Result<(), String> {
+    if entry == "*" {
+        return Ok(());
+    }
+    let Some(dn) = entry.strip_prefix("x509.subject:") else {
+        return Err(format!(
+            "trustedIdentities: {entry:?} is neither \"*\" nor \"x509.subject: DN\""
+        ));
+    };
+    let attrs = attributes(dn);
+    let has = |k: &str| attrs.iter().any(|a| a.starts_with(&format!("{k}=")));
+    match ["C", "ST", "O"].into_iter().find(|k| !has(k)) {
+        Some(k) => Err(format!(
+            "trustedIdentities: {entry:?} has no {k}= (notation requires C, ST and O at least)"
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Seconds since the epoch of an RFC 3339 time (`2026-12-02T09:20:49Z`, any offset).

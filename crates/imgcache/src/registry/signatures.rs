@@ -100,7 +100,8 @@ impl RegistryClient {
     }
 
     /// Puts the signature `artifact` of `subject` into `repository`, whose blobs the caller
-    /// pushed already: cosign 2's manifest under its tag; a referrer by digest, and, when the
+    /// pushed already: cosign 2's manifest under its tag (unless that tag holds other
+    /// signatures, which are never replaced); a referrer by digest, and, when the
     /// registry does not index referrers itself (it answers no `OCI-Subject`, as distribution
     /// 2.8), into the `sha256-<hex>` tag's index too, read, extended and put back as the
     /// signing tools do. Nothing is sent when the destination already has it. True when
@@ -115,8 +116,18 @@ impl RegistryClient {
         let media_type = super::document_media_type(&artifact.manifest);
         if artifact.format == SignatureFormat::CosignTag {
             let tag = cosign_tag(subject);
-            if self.manifest_digest_at(registry, repository, &tag).await? == Some(artifact.digest) {
-                return Ok(false);
+            match self.manifest_digest_at(registry, repository, &tag).await? {
+                Some(d) if d == artifact.digest => return Ok(false),
+                // cosign keeps every signature of a digest in this one manifest: putting ours
+                // would drop the destination's own.
+                Some(theirs) => {
+                    tracing::warn!(
+                        "{registry}/{repository}:{tag} holds other signatures ({theirs}): left as it is, the cached signature {} not put",
+                        artifact.digest
+                    );
+                    return Ok(false);
+                }
+                None => {}
             }
             self.put_manifest(registry, repository, &tag, &artifact.manifest, &media_type)
                 .await?;

@@ -239,3 +239,30 @@ fn policy_trust_store_of_garbage_der_is_refused_at_load() {
     let doc = json!({"default": [{"type": "notationSigned", "trustStore": "ca.crt"}]}).to_string();
     has(&policy_error(&write_policy(dir.path(), &doc)), "ca.crt");
 }
+
+#[test]
+fn policy_trusted_identity_without_c_st_and_o_is_refused_as_notation_refuses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("ca.pem"),
+        super::notation_input::SIGNER_CERT,
+    )
+    .unwrap();
+    let doc = |identity: &str| {
+        json!({"default": [{"type": "notationSigned", "trustStore": "ca.pem",
+                            "trustedIdentities": [identity]}]})
+        .to_string()
+    };
+    let m = policy_error(&write_policy(
+        dir.path(),
+        &doc("x509.subject: C=US, O=X, CN=y"),
+    ));
+    has(&m, "has no ST=");
+    let m = policy_error(&write_policy(dir.path(), &doc("CN=y")));
+    has(&m, "neither");
+    Policy::load(&write_policy(
+        dir.path(),
+        &doc("x509.subject: C=US, ST=WA, O=X"),
+    ))
+    .unwrap();
+}

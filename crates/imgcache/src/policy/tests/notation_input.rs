@@ -4,7 +4,7 @@ use super::*;
 
 /// A self-signed code-signing certificate (CN=signer.test) and its P-256 key, made for
 /// these tests only.
-const SIGNER_CERT: &str = "-----BEGIN CERTIFICATE-----
+pub(super) const SIGNER_CERT: &str = "-----BEGIN CERTIFICATE-----
 MIIBvDCCAWKgAwIBAgIEASNFZzAKBggqhkjOPQQDAjA6MQswCQYDVQQGEwJVUzEV
 MBMGA1UECgwMSG9zdGlsZSBUZXN0MRQwEgYDVQQDDAtzaWduZXIudGVzdDAgFw0y
 NjEyMDIxMzQ0NThaGA8yMTI2MTEwODEzNDQ1OFowOjELMAkGA1UEBhMCVVMxFTAT
@@ -385,4 +385,18 @@ fn notation_expiry_with_an_offset_is_read_and_one_that_is_no_time_is_malformed()
         &malformed(with_expiry("next week")),
         "is not an RFC 3339 time",
     );
+}
+
+#[test]
+fn notation_trusted_identity_matches_a_subject_holding_its_attributes_as_notation_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let trust = trust_store(dir.path(), "signer.pem", SIGNER_CERT);
+    let env = serde_json::to_vec(&jws(&jws_header(), &jws_payload(&subject()))).unwrap();
+    let with =
+        |identity: &str| notation::verify_jws(&env, &trust, &[identity.to_owned()], cert_time());
+    // The subject is C=US, O=Hostile Test, CN=signer.test: fewer attributes, in any order.
+    with("x509.subject: O=Hostile Test, C=US").expect("a subset of the subject");
+    with("x509.subject: CN=signer.test,O=Hostile Test,C=US").expect("the whole subject");
+    let r = with("x509.subject: C=US, O=Hostile Test, CN=other.test");
+    assert!(matches!(r, Err(Rejection::Untrusted(_))), "{r:?}");
 }
