@@ -314,7 +314,13 @@ fn push_leaves_a_destinations_own_cosign_signatures_in_place() {
         &format!("{}/busybox:v1-oci", dest.addr),
     ]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(run.json()["signatures_pushed"], 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        run.json()["signatures_pushed"],
+        0,
+        "{}\n{}",
+        run.stdout,
+        run.stderr
+    );
     assert!(
         run.stderr.contains("holds other signatures"),
         "{}",
