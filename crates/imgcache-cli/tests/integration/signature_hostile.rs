@@ -621,3 +621,20 @@ fn a_hostile_referrer_beside_a_good_signature_neither_fails_the_pull_nor_is_stor
         "the hostile referrer was stored: {stored:?}"
     );
 }
+
+#[test]
+fn a_referrers_tag_that_is_no_index_beside_a_good_signature_does_not_fail_the_pull() {
+    let c = Case::new("ref-not-index");
+    let payload = c.payload();
+    let d = put_blob(c.addr(), c.repo(), &payload);
+    let sig = base64(&c.sign(&payload));
+    c.push_sig_manifest(vec![Case::sig_layer(&d, payload.len() as u64, &sig)]);
+    // The `sha256-<hex>` tag names the image's own manifest, not a referrers index.
+    let manifest: Value = serde_json::from_slice(&skopeo_raw(&c.image.pinned(), &[])).unwrap();
+    let tag = format!("sha256-{}", hex(&c.image.manifest_digest));
+    put_manifest(c.addr(), c.repo(), &tag, OCI_MANIFEST, &manifest);
+    // Regression: "the referrers of ... are not an OCI index" failed the pull (exit 3).
+    let r = c.pull();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("are not an OCI index"), "{}", r.stderr);
+}

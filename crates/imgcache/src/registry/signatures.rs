@@ -43,29 +43,54 @@ impl RegistryClient {
         repository: &str,
         subject: &Digest,
     ) -> Result<Vec<SignatureArtifact>, Error> {
+        // The three lookups at once: on a fast link each is a round trip a pull waits for.
+        let (sig_tag, list_tag) = (cosign_tag(subject), referrers_tag(subject));
+        let (tagged, api, fallback) = tokio::join!(
+            self.tagged_manifest(registry, repository, &sig_tag),
+            self.referrers(registry, repository, subject),
+            self.tagged_manifest(registry, repository, &list_tag),
+        );
         let mut out = Vec::new();
-        if let Some((digest, bytes)) = self
-            .tagged_manifest(registry, repository, &cosign_tag(subject))
-            .await?
-            && let Some(a) = self.artifact(registry, repository, digest, bytes).await?
-        {
-            out.push(a);
-        }
-        let listed = match self.referrers(registry, repository, subject).await? {
+        let cosign = async {
+            match tagged? {
+                Some((digest, bytes)) => self.artifact(registry, repository, digest, bytes).await,
+                None => Ok(None),
+            }
+        };
+        let listed = match api? {
             Some(index) => Some(index),
-            None => self
-                .tagged_manifest(registry, repository, &referrers_tag(subject))
-                .await?
-                .map(|(_, bytes)| bytes),
+            None => fallback?.map(|(_, bytes)| bytes),
         };
+        let (cosign, referred) =
+            tokio::join!(cosign, self.referred(registry, repository, subject, listed));
+        out.extend(cosign?);
+        out.extend(referred?);
+        Ok(out)
+    }
+
+    /// The signature artifacts a referrers index lists for `subject` (at most
+    /// [`MAX_REFERRERS`], fetched at once). An index that does not parse is ignored, with a
+    /// warning: a registry's garbage must not hide a good cosign signature beside it.
+    async fn referred(
+        &self,
+        registry: &str,
+        repository: &str,
+        subject: &Digest,
+        listed: Option<Vec<u8>>,
+    ) -> Result<Vec<SignatureArtifact>, Error> {
         let Some(listed) = listed else {
-            return Ok(out);
+            return Ok(Vec::new());
         };
-        let index: ImageIndex = serde_json::from_slice(&listed).map_err(|e| Error::Registry {
-            registry: registry.into(),
-            message: format!("the referrers of {repository}@{subject} are not an OCI index: {e}"),
-        })?;
-        let wanted = index
+        let index: ImageIndex = match serde_json::from_slice(&listed) {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!(
+                    "{registry}/{repository}: the referrers of {subject} are not an OCI index ({e}): none read"
+                );
+                return Ok(Vec::new());
+            }
+        };
+        let wanted: Vec<Digest> = index
             .manifests()
             .iter()
             .filter(|d| {
@@ -79,24 +104,28 @@ impl RegistryClient {
                     || t == "application/vnd.oci.empty.v1+json"
             })
             .filter_map(|d| Digest::parse(d.digest().as_ref()).ok())
-            .take(MAX_REFERRERS);
-        for digest in wanted.collect::<Vec<_>>() {
-            let m = self
-                .fetch_manifest_by_digest(registry, repository, &digest)
-                .await?;
-            if let Some(a) = self.artifact(registry, repository, digest, m.bytes).await? {
-                // A referrer of another subject is not a signature of this one.
+            .take(MAX_REFERRERS)
+            .collect();
+        let fetched =
+            futures_util::future::try_join_all(wanted.into_iter().map(|digest| async move {
+                let m = self
+                    .fetch_manifest_by_digest(registry, repository, &digest)
+                    .await?;
+                self.artifact(registry, repository, digest, m.bytes).await
+            }))
+            .await?;
+        // A referrer of another subject is not a signature of this one.
+        Ok(fetched
+            .into_iter()
+            .flatten()
+            .filter(|a| {
                 let about = a
                     .parsed()
                     .and_then(|m| m.subject().as_ref().map(|s| s.digest().to_string()));
-                if a.format == SignatureFormat::CosignTag
+                a.format == SignatureFormat::CosignTag
                     || about.as_deref() == Some(subject.to_string().as_str())
-                {
-                    out.push(a);
-                }
-            }
-        }
-        Ok(out)
+            })
+            .collect())
     }
 
     /// Puts the signature `artifact` of `subject` into `repository`, whose blobs the caller
@@ -232,8 +261,14 @@ impl RegistryClient {
                 return Ok(Some(artifact));
             }
         };
-        for (d, size) in descriptors {
-            let bytes = match self.small_blob(registry, repository, &d).await {
+        let fetched = futures_util::future::join_all(
+            descriptors
+                .iter()
+                .map(|(d, _)| self.small_blob(registry, repository, d)),
+        )
+        .await;
+        for ((d, size), bytes) in descriptors.into_iter().zip(fetched) {
+            let bytes = match bytes {
                 Ok(b) => b,
                 Err(
                     e @ (Error::TooLarge { .. }
