@@ -348,6 +348,17 @@ impl Store {
         self.root.join("blobs").join("sha256")
     }
 
+    /// A new temporary file name in `ingest/` for `name`, unique to this process: one a crash
+    /// leaves behind is swept with the stale partials.
+    pub fn temp_path(&self, name: &str) -> PathBuf {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        self.ingest_dir().join(format!(
+            "{name}.{}-{}{TEMP_SUFFIX}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ))
+    }
+
     fn ingest_dir(&self) -> PathBuf {
         self.root.join("ingest")
     }
@@ -402,16 +413,11 @@ impl Store {
         bytes: &[u8],
         read_only: bool,
     ) -> Result<(), Error> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
         let name = target
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or("file");
-        let temp = self.ingest_dir().join(format!(
-            "{name}.{}-{}{TEMP_SUFFIX}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
+        let temp = self.temp_path(name);
         let result = (|| {
             let mut file = OpenOptions::new()
                 .write(true)

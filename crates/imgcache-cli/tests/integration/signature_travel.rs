@@ -332,3 +332,45 @@ fn push_leaves_a_destinations_own_cosign_signatures_in_place() {
     );
     assert!(!cosign_verify(cosign2(), &ours.pub_key, &there));
 }
+
+#[test]
+fn a_cosign_save_layout_directory_imports_under_the_policy_with_its_signature() {
+    let sb = Sandbox::new();
+    let reg = PrivateRegistry::start();
+    let m = reg.copy_from_main("busybox:v1-oci");
+    let pinned = format!("{}/busybox@{}", reg.addr, m.digest);
+    let keys = CosignKeys::generate(cosign2(), sb.dir.path());
+    let other = CosignKeys::generate_named(cosign2(), sb.dir.path(), "other");
+    cosign2_sign(&keys, &pinned);
+    let layout = sb.path("layout");
+    cosign2().save_layout(&pinned, &layout);
+    let scope = format!("{}/busybox", reg.addr);
+    let name = format!("{scope}:v1");
+
+    // Another key: refused, nothing recorded; the layout is left as it was.
+    let p = write_policy(
+        &sb,
+        &scope,
+        json!({"type": "sigstoreSigned", "keyPath": other.pub_key,
+               "signedIdentity": {"type": "matchRepository"}}),
+    );
+    let before = listing(&layout.join("blobs/sha256"));
+    let run = sb.run(&["import", "--policy", &p, "--tag", &name, path_str(&layout)]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("does not trust"), "{}", run.stderr);
+    assert!(sb.refs().is_empty(), "{:?}", sb.refs());
+    assert_eq!(listing(&layout.join("blobs/sha256")), before);
+
+    // The signing key: imported from the directory, the signature kept and found offline.
+    let p = write_policy(
+        &sb,
+        &scope,
+        json!({"type": "sigstoreSigned", "keyPath": keys.pub_key,
+               "signedIdentity": {"type": "matchRepository"}}),
+    );
+    sb.import(&layout, &["--policy", &p, "--tag", &name]);
+    let doc = sb.json(&["verify", "--signatures", "--policy", &p, &name]);
+    assert_eq!(doc["signers"][0]["format"], "cosign", "{doc}");
+    // No temporary tar of the layout is left in the cache.
+    assert_eq!(listing(&sb.root.join("ingest")).len(), 0);
+}

@@ -282,7 +282,12 @@ pub(super) fn archived_signatures(archive: &Archive, subject: &Digest) -> Vec<Si
     archive
         .signatures
         .iter()
-        .filter(|s| s.subject == Some(*subject))
+        // cosign's own layouts (`cosign save`) name no subject: their payload names the digest,
+        // which the policy checks, so they are candidates for every image.
+        .filter(|s| {
+            s.subject == Some(*subject)
+                || (s.subject.is_none() && s.format == SignatureFormat::CosignTag)
+        })
         .map(|s| {
             let (blobs, unreadable) = match read(&s.manifest) {
                 Ok(b) => (b, None),

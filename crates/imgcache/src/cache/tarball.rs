@@ -248,7 +248,7 @@ impl Cache {
     /// image IDs unchanged (config bytes kept) and layers stored as given. Each image is
     /// verified deep first; nothing of an image that fails is recorded. `tag` names the
     /// imported image (only with one image); otherwise the archive's own tags are used, and an
-    /// untagged image is recorded under its image ID.
+    /// untagged image is recorded under its image ID. `path` may be an OCI layout directory.
     pub fn import(
         &self,
         path: &Path,
@@ -256,7 +256,11 @@ impl Cache {
         select: Option<&str>,
         policy: Option<&Policy>,
     ) -> Result<Vec<ImportReport>, Error> {
-        let archive = Archive::open(path)?;
+        let packed = match path.is_dir() {
+            true => Some(self.pack_layout(path)?),
+            false => None,
+        };
+        let archive = Archive::open(packed.as_ref().map_or(path, |p| p.0.as_path()))?;
         let images: Vec<&ArchiveImage> = match select {
             Some(sel) => archive.select(sel)?,
             None => archive.images.iter().collect(),
@@ -301,6 +305,32 @@ impl Cache {
         }
         self.save_refs()?;
         Ok(out)
+    }
+
+    /// An OCI layout directory packed into a tar in the store's `ingest/` (removed when
+    /// dropped, swept if a crash leaves it): the archive reader reads one file. Links are kept
+    /// as links, so nothing outside the directory is read.
+    fn pack_layout(&self, dir: &Path) -> Result<PackedLayout, Error> {
+        if !dir.join("oci-layout").is_file() {
+            return Err(Error::archive(
+                dir,
+                Problem::new(
+                    Check::NotAnArchive,
+                    "a directory that is not an OCI layout (it has no oci-layout file)",
+                ),
+            ));
+        }
+        let packed = PackedLayout(self.store.temp_path("layout.tar"));
+        let io = |e: std::io::Error| Error::io(&packed.0, e);
+        let file = std::fs::File::create_new(&packed.0).map_err(io)?;
+        let mut tar = tar::Builder::new(std::io::BufWriter::new(file));
+        tar.follow_symlinks(false);
+        tar.append_dir_all(".", dir)
+            .map_err(|e| Error::io(dir, e))?;
+        tar.into_inner()
+            .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
+            .map_err(io)?;
+        Ok(packed)
     }
 
     fn import_image(
@@ -453,6 +483,15 @@ impl Cache {
             platform,
             bytes_stored: stored_bytes,
         })
+    }
+}
+
+/// A temporary tar of a layout directory, removed when dropped.
+struct PackedLayout(std::path::PathBuf);
+
+impl Drop for PackedLayout {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 

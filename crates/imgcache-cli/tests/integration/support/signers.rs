@@ -301,6 +301,20 @@ impl Cosign {
         run_ok(c.args(extra).arg(reference));
     }
 
+    /// `cosign save --dir DIR REFERENCE`: the image and its signatures as an OCI layout
+    /// (cosign's `kind` annotations, no subject); asserts exit 0.
+    pub fn save_layout(&self, reference: &str, dir: &Path) {
+        let home = dir.with_extension("cosign-home");
+        run_ok(
+            tool_command(&self.bin, &home)
+                .arg("save")
+                .args(COSIGN_REGISTRY_FLAGS)
+                .arg("--dir")
+                .arg(dir)
+                .arg(reference),
+        );
+    }
+
     /// Signs `reference` (by digest) with `keys`; asserts cosign exits 0.
     pub fn sign(&self, keys: &CosignKeys, reference: &str) {
         self.sign_args(keys, reference, &[]);
