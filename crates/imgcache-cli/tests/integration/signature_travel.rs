@@ -374,3 +374,82 @@ fn a_cosign_save_layout_directory_imports_under_the_policy_with_its_signature() 
     // No temporary tar of the layout is left in the cache.
     assert_eq!(listing(&sb.root.join("ingest")).len(), 0);
 }
+
+#[test]
+fn prune_keeps_kept_signatures_with_their_image_and_removes_them_with_it() {
+    let sb = Sandbox::new();
+    let reg = PrivateRegistry::start();
+    let m = reg.copy_from_main("busybox:v1-oci");
+    let pinned = format!("{}/busybox@{}", reg.addr, m.digest);
+    let keys = CosignKeys::generate(cosign2(), sb.dir.path());
+    cosign2_sign(&keys, &pinned);
+    let p = write_policy(
+        &sb,
+        &format!("{}/busybox", reg.addr),
+        json!({"type": "sigstoreSigned", "keyPath": keys.pub_key}),
+    );
+    sb.json(&["pull", "--policy", &p, &pinned]);
+    let signature = signature_material_in_store(&sb.root);
+    assert!(signature.len() >= 2, "{signature:?}");
+    let pruned = sb.json(&["prune"]);
+    assert_eq!(pruned["blobs_removed"], 0, "{pruned:#}");
+    assert_eq!(signature_material_in_store(&sb.root), signature);
+    sb.json(&["verify", "--signatures", "--policy", &p, &pinned]);
+
+    sb.json(&["rm", &pinned]);
+    sb.json(&["prune"]);
+    assert!(
+        store_blobs(&sb.root).is_empty(),
+        "{:?}",
+        store_blobs(&sb.root)
+    );
+}
+
+#[test]
+fn a_layout_directory_whose_blob_links_outside_it_is_refused_and_nothing_outside_is_read() {
+    let sb = Sandbox::new();
+    let reg = PrivateRegistry::start();
+    reg.copy_from_main("busybox:v1-oci");
+    let name = format!("{}/busybox:v1-oci", reg.addr);
+    sb.json(&["pull", &name]);
+    let oci = sb.path("busybox.oci.tar");
+    sb.save(&name, "oci", &oci);
+    let layout = sb.path("layout");
+    fs::create_dir(&layout).unwrap();
+    checked_stdout(
+        std::process::Command::new("tar").args(["-xf", path_str(&oci), "-C", path_str(&layout)]),
+        "tar -x",
+    );
+    // The largest blob (a layer) becomes a link to a file outside the layout.
+    let blobs = layout.join("blobs/sha256");
+    let largest = fs::read_dir(&blobs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
+    let outside = sb.path("outside-secret");
+    fs::write(&outside, b"not for imgcache").unwrap();
+    fs::remove_file(&largest).unwrap();
+    std::os::unix::fs::symlink(&outside, &largest).unwrap();
+
+    let fresh = Sandbox::new();
+    let run = fresh.run(&["import", path_str(&layout)]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("{}: entry \"blobs/sha256/", layout.display())),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("links to the absolute path"),
+        "{}",
+        run.stderr
+    );
+    assert!(fresh.refs().is_empty(), "{:?}", fresh.refs());
+    assert!(
+        !store_blobs(&fresh.root).contains(&digest_of(b"not for imgcache")),
+        "a file outside the layout reached the store"
+    );
+    assert_eq!(listing(&fresh.root.join("ingest")).len(), 0);
+}

@@ -260,7 +260,16 @@ impl Cache {
             true => Some(self.pack_layout(path)?),
             false => None,
         };
-        let archive = Archive::open(packed.as_ref().map_or(path, |p| p.0.as_path()))?;
+        // A refusal names the directory the user gave, not its temporary tar.
+        let archive = Archive::open(packed.as_ref().map_or(path, |p| p.0.as_path())).map_err(
+            |e| match e {
+                Error::Archive { problem, .. } => Error::Archive {
+                    path: path.into(),
+                    problem,
+                },
+                e => e,
+            },
+        )?;
         let images: Vec<&ArchiveImage> = match select {
             Some(sel) => archive.select(sel)?,
             None => archive.images.iter().collect(),
