@@ -453,3 +453,32 @@ fn a_layout_directory_whose_blob_links_outside_it_is_refused_and_nothing_outside
     );
     assert_eq!(listing(&fresh.root.join("ingest")).len(), 0);
 }
+
+#[test]
+fn fsck_repair_after_a_lost_index_records_the_kept_signatures_again_so_prune_keeps_them() {
+    let sb = Sandbox::new();
+    let s = signed(&sb, "fsck_repair_records_the_kept_signatures");
+    s.pull(&sb);
+    let kept = signature_material_in_store(&sb.root);
+    // The index is gone (refs.json is kept beside it): references and images come back from
+    // the blobs, and so must the signatures.
+    for f in ["index.db", "index.db-wal", "index.db-shm"] {
+        let _ = fs::remove_file(sb.root.join(f));
+    }
+    let doc = sb.json_code(&["fsck", "--repair"], 0);
+    let restored = doc["repaired"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r.as_str().unwrap().contains("signature"))
+        .count();
+    assert_eq!(restored, s.count, "{doc:#}");
+    sb.json(&["prune"]);
+    assert_eq!(signature_material_in_store(&sb.root), kept);
+    let verified = sb.json(&["verify", "--signatures", "--policy", &s.policy, &s.pinned]);
+    assert_eq!(
+        verified["signers"].as_array().map(Vec::len),
+        Some(s.count),
+        "{verified}"
+    );
+}

@@ -129,7 +129,19 @@ impl Cache {
                 missing.insert(d);
             }
         }
-        let reachable = self.reachable(&index)?;
+        let mut reachable = self.reachable(&index)?;
+        if repair {
+            let loose: Vec<Digest> = blobs
+                .keys()
+                .filter(|d| !reachable.contains(d) && present(d))
+                .copied()
+                .collect();
+            let restored = self.restore_signature_records(&index, &loose)?;
+            if !restored.is_empty() {
+                report.repaired.extend(restored);
+                reachable = self.reachable(&index)?;
+            }
+        }
         drop(index);
         report.missing = missing
             .iter()

@@ -13,7 +13,9 @@ use crate::archive::{Archive, MAX_MANIFEST_BYTES};
 use crate::digest::Digest;
 use crate::error::Error;
 use crate::index::{ImageRecord, Index, RefRecord, SignatureRecord, now};
-use crate::policy::artifact::{MAX_SIGNATURE_BLOB_BYTES, blob_descriptors, referrer_descriptor};
+use crate::policy::artifact::{
+    MAX_SIGNATURE_BLOB_BYTES, blob_descriptors, classify, referrer_descriptor,
+};
 use crate::policy::{Accepted, Policy, SignatureArtifact, SignatureFormat};
 use crate::reference::Reference;
 use crate::registry::{FetchedManifest, MEDIA_TYPE_OCI_INDEX, RegistryClient, UploadBlob};
@@ -228,6 +230,58 @@ impl Cache {
             }
         }
         Ok(pushed)
+    }
+
+    /// `fsck --repair`: records again the signature artifacts among `loose` (stored blobs no
+    /// record reaches) whose subject is a cached reference's digest, so that a lost index does
+    /// not make `prune` delete them. Who signed is unknown until the next check judges them
+    /// (every check does: a record is never trusted by itself). Returns what was restored.
+    pub(super) fn restore_signature_records(
+        &self,
+        index: &Index,
+        loose: &[Digest],
+    ) -> Result<Vec<String>, Error> {
+        let subjects = Self::signed_subjects(index)?;
+        let mut restored = Vec::new();
+        for d in loose {
+            let Ok(bytes) = self.store.read_blob(d, MAX_MANIFEST_BYTES) else {
+                continue;
+            };
+            let Ok(m) = serde_json::from_slice::<ImageManifest>(&bytes) else {
+                continue;
+            };
+            let Some(format) = classify(&m) else { continue };
+            let record = |subject: Digest| SignatureRecord {
+                subject,
+                artifact: *d,
+                format: format.as_str().to_owned(),
+                signed_by: "(restored by fsck --repair: judged at the next check)".into(),
+                verified_at: 0,
+            };
+            let subject = match m.subject() {
+                Some(s) => Digest::parse(s.digest().as_ref()).ok(),
+                // cosign's tag-scheme manifest names no subject: its payload does.
+                None => m.layers().iter().find_map(|l| {
+                    let payload = self
+                        .store
+                        .read_blob(
+                            &Digest::parse(l.digest().as_ref()).ok()?,
+                            MAX_SIGNATURE_BLOB_BYTES,
+                        )
+                        .ok()?;
+                    let v: serde_json::Value = serde_json::from_slice(&payload).ok()?;
+                    Digest::parse(v["critical"]["image"]["docker-manifest-digest"].as_str()?).ok()
+                }),
+            };
+            if let Some(subject) = subject.filter(|s| subjects.contains(s)) {
+                index.put_signature(&record(subject))?;
+                restored.push(format!(
+                    "restored the {} signature {d} of {subject}",
+                    format.as_str()
+                ));
+            }
+        }
+        Ok(restored)
     }
 
     /// The blobs of the signatures kept for any of `subjects` (for `prune` and `fsck`).
