@@ -12,7 +12,7 @@ use crate::digest::{BlobDigest, Digest, ImageId, truncate_for_message};
 use crate::error::{Check, Error, Problem};
 use crate::platform::PlatformSpec;
 use crate::policy::SignatureFormat;
-use crate::policy::artifact::{blob_descriptors, classify};
+use crate::policy::artifact::{SignatureTag, blob_descriptors, classify};
 
 /// A signature artifact an OCI archive lists in `index.json` beside its images, as `save
 /// --format oci` writes them: judged at import under a policy, never read as an image.
@@ -269,8 +269,10 @@ impl Archive {
         let subject = match parsed.subject() {
             Some(s) => Digest::parse(s.digest().as_ref()).ok(),
             None => ref_names(desc).iter().find_map(|n| {
-                let hex = n.rsplit(':').next()?.strip_prefix("sha256-")?;
-                Digest::parse(&format!("sha256:{}", hex.strip_suffix(".sig")?)).ok()
+                match SignatureTag::parse(n.rsplit(':').next()?)? {
+                    SignatureTag::Cosign(d) => Some(d),
+                    SignatureTag::Referrers(_) => None,
+                }
             }),
         };
         // (a manifest that breaks the caps is judged at import, where the policy says why)

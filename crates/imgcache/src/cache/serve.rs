@@ -9,12 +9,12 @@ use std::collections::BTreeSet;
 use oci_spec::image::ImageManifest;
 
 use super::pull::{BlobRef, PullOptions, index_children};
-use super::signatures::SignatureTag;
 use super::{Cache, blocking};
 use crate::archive::MAX_MANIFEST_BYTES;
 use crate::digest::Digest;
 use crate::error::Error;
 use crate::lock::{LockGuard, LockMode};
+use crate::policy::artifact::SignatureTag;
 use crate::reference::Reference;
 use crate::registry::FetchedManifest;
 

@@ -14,36 +14,11 @@ use crate::digest::Digest;
 use crate::error::Error;
 use crate::index::{ImageRecord, Index, RefRecord, SignatureRecord, now};
 use crate::policy::artifact::{
-    MAX_SIGNATURE_BLOB_BYTES, blob_descriptors, classify, referrer_descriptor,
+    MAX_SIGNATURE_BLOB_BYTES, SignatureTag, blob_descriptors, classify, referrer_descriptor,
 };
 use crate::policy::{Accepted, Policy, SignatureArtifact, SignatureFormat};
 use crate::reference::Reference;
 use crate::registry::{FetchedManifest, MEDIA_TYPE_OCI_INDEX, RegistryClient, UploadBlob};
-
-/// What a tag asked of `serve` means when it is a signing tool's tag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum SignatureTag {
-    /// `sha256-<hex>.sig`: cosign 2's signature manifest of that digest.
-    Cosign(Digest),
-    /// `sha256-<hex>`: the referrers tag schema's index of that digest.
-    Referrers(Digest),
-}
-
-impl SignatureTag {
-    pub(super) fn parse(tag: &str) -> Option<Self> {
-        let rest = tag.strip_prefix("sha256-")?;
-        let (hex, cosign) = match rest.strip_suffix(".sig") {
-            Some(hex) => (hex, true),
-            None => (rest, false),
-        };
-        let digest = Digest::parse(&format!("sha256:{hex}")).ok()?;
-        Some(if cosign {
-            Self::Cosign(digest)
-        } else {
-            Self::Referrers(digest)
-        })
-    }
-}
 
 impl Cache {
     /// Stores the artifacts whose signatures `accepted` names and records them for `subject`.

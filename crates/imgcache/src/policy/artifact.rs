@@ -158,6 +158,26 @@ pub fn referrer_descriptor(artifact: &SignatureArtifact) -> Option<serde_json::V
     Some(d)
 }
 
+/// A signing tool's tag, as `serve` is asked for one and archives name one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureTag {
+    /// `sha256-<hex>.sig`: cosign 2's signature manifest of that digest.
+    Cosign(Digest),
+    /// `sha256-<hex>`: the referrers tag schema's index of that digest.
+    Referrers(Digest),
+}
+
+impl SignatureTag {
+    pub fn parse(tag: &str) -> Option<Self> {
+        let rest = tag.strip_prefix("sha256-")?;
+        let digest = |hex: &str| Digest::parse(&format!("sha256:{hex}")).ok();
+        match rest.strip_suffix(".sig") {
+            Some(hex) => digest(hex).map(Self::Cosign),
+            None => digest(rest).map(Self::Referrers),
+        }
+    }
+}
+
 /// The tag cosign 2 stores a signature of `subject` under.
 pub fn cosign_tag(subject: &Digest) -> String {
     format!("sha256-{}.sig", subject.hex())
