@@ -627,10 +627,14 @@ fn six_processes_at_once(run_for: Duration, tolerate_locked: bool) {
                     } else if role == "load"
                         && r.code == 1
                         && (r.stderr.contains("is missing from the store")
-                            || r.stderr.contains("No such file or directory"))
+                            || r.stderr
+                                .to_lowercase()
+                                .contains("no such file or directory"))
                     {
                         // Resolved, then rm + prune removed its blobs before it read them (the
                         // message then suggests `fsck --repair`, which finds nothing to do).
+                        // Regression: the fast verify's "manifest ...: no such file or
+                        // directory" (lower case) failed this test in CI.
                         "blobs pruned under the load (benign)".into()
                     } else if role == "prune"
                         && r.code == 3
