@@ -16,9 +16,7 @@ fn notation_cose_verifies_against_the_trust_store_and_another_certificate_is_unt
         return;
     };
     let sb = Sandbox::new();
-    let reg = PrivateRegistry::start();
-    let m = reg.copy_from_main("busybox:v1-oci");
-    let pinned = format!("{}/busybox@{}", reg.addr, m.digest);
+    let (reg, _, pinned) = private_busybox();
     let home = NotationHome::new(tool, &sb.dir.path().join("notation"));
     let cert = home.generate_test_cert("cose.example");
     home.sign_cose(&pinned);

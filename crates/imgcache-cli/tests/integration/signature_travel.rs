@@ -26,9 +26,7 @@ struct Signed {
 const NOTATION_CERT: &str = "travel.example";
 
 fn signed(sb: &Sandbox, test: &str) -> Signed {
-    let reg = PrivateRegistry::start();
-    let m = reg.copy_from_main("busybox:v1-oci");
-    let pinned = format!("{}/busybox@{}", reg.addr, m.digest);
+    let (reg, m, pinned) = private_busybox();
     let keys2 = CosignKeys::generate_named(cosign2(), sb.dir.path(), "c2");
     cosign2_sign(&keys2, &pinned);
     let mut requirements = vec![
@@ -290,9 +288,7 @@ fn a_signed_index_saved_as_oci_imports_with_its_index_digest_so_its_signature_is
 #[test]
 fn push_leaves_a_destinations_own_cosign_signatures_in_place() {
     let sb = Sandbox::new();
-    let reg = PrivateRegistry::start();
-    let m = reg.copy_from_main("busybox:v1-oci");
-    let pinned = format!("{}/busybox@{}", reg.addr, m.digest);
+    let (reg, m, pinned) = private_busybox();
     let ours = CosignKeys::generate_named(cosign2(), sb.dir.path(), "ours");
     cosign2_sign(&ours, &pinned);
     let policy = write_policy(
@@ -336,9 +332,7 @@ fn push_leaves_a_destinations_own_cosign_signatures_in_place() {
 #[test]
 fn a_cosign_save_layout_directory_imports_under_the_policy_with_its_signature() {
     let sb = Sandbox::new();
-    let reg = PrivateRegistry::start();
-    let m = reg.copy_from_main("busybox:v1-oci");
-    let pinned = format!("{}/busybox@{}", reg.addr, m.digest);
+    let (reg, _, pinned) = private_busybox();
     let keys = CosignKeys::generate(cosign2(), sb.dir.path());
     let other = CosignKeys::generate_named(cosign2(), sb.dir.path(), "other");
     cosign2_sign(&keys, &pinned);
@@ -378,9 +372,7 @@ fn a_cosign_save_layout_directory_imports_under_the_policy_with_its_signature() 
 #[test]
 fn prune_keeps_kept_signatures_with_their_image_and_removes_them_with_it() {
     let sb = Sandbox::new();
-    let reg = PrivateRegistry::start();
-    let m = reg.copy_from_main("busybox:v1-oci");
-    let pinned = format!("{}/busybox@{}", reg.addr, m.digest);
+    let (reg, _, pinned) = private_busybox();
     let keys = CosignKeys::generate(cosign2(), sb.dir.path());
     cosign2_sign(&keys, &pinned);
     let p = write_policy(

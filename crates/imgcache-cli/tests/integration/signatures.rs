@@ -11,9 +11,7 @@ use crate::support::*;
 #[test]
 fn cosign2_signature_verifies_and_is_kept_and_a_wrong_key_is_refused_as_cosign_refuses_it() {
     let sb = Sandbox::new();
-    let reg = PrivateRegistry::start();
-    let m = reg.copy_from_main("busybox:v1-oci");
-    let pinned = format!("{}/busybox@{}", reg.addr, m.digest);
+    let (reg, _, pinned) = private_busybox();
     let keys = CosignKeys::generate(cosign2(), sb.dir.path());
     let other = CosignKeys::generate_named(cosign2(), sb.dir.path(), "other");
     cosign2_sign(&keys, &pinned);
@@ -69,9 +67,7 @@ fn cosign2_signature_verifies_and_is_kept_and_a_wrong_key_is_refused_as_cosign_r
 #[test]
 fn cosign2_identity_of_another_repository_is_refused_by_match_repository() {
     let sb = Sandbox::new();
-    let reg = PrivateRegistry::start();
-    let m = reg.copy_from_main("busybox:v1-oci");
-    let pinned = format!("{}/busybox@{}", reg.addr, m.digest);
+    let (reg, _, pinned) = private_busybox();
     let keys = CosignKeys::generate(cosign2(), sb.dir.path());
     cosign2_sign_with_identity(&keys, &pinned, &format!("{}/elsewhere", reg.addr));
     let scope = format!("{}/busybox", reg.addr);
@@ -88,9 +84,7 @@ fn cosign2_identity_of_another_repository_is_refused_by_match_repository() {
 #[test]
 fn an_unsigned_image_is_refused_naming_the_scope_and_a_load_offline_is_refused_too() {
     let sb = Sandbox::new();
-    let reg = PrivateRegistry::start();
-    let m = reg.copy_from_main("busybox:v1-oci");
-    let pinned = format!("{}/busybox@{}", reg.addr, m.digest);
+    let (reg, _, pinned) = private_busybox();
     let keys = CosignKeys::generate(cosign2(), sb.dir.path());
     let scope = format!("{}/busybox", reg.addr);
     sb.json(&["pull", &pinned]);
@@ -116,9 +110,7 @@ fn cosign3_bundle_verifies_as_cosign_verify_agrees() {
         return;
     };
     let sb = Sandbox::new();
-    let reg = PrivateRegistry::start();
-    let m = reg.copy_from_main("busybox:v1-oci");
-    let pinned = format!("{}/busybox@{}", reg.addr, m.digest);
+    let (reg, _, pinned) = private_busybox();
     let keys = CosignKeys::generate(c3, sb.dir.path());
     let other = CosignKeys::generate_named(c3, sb.dir.path(), "other");
     cosign3_sign(&keys, &pinned);
@@ -145,9 +137,7 @@ fn notation_jws_verifies_against_the_trust_store_and_another_certificate_is_untr
         return;
     };
     let sb = Sandbox::new();
-    let reg = PrivateRegistry::start();
-    let m = reg.copy_from_main("busybox:v1-oci");
-    let pinned = format!("{}/busybox@{}", reg.addr, m.digest);
+    let (reg, _, pinned) = private_busybox();
     let home = NotationHome::new(tool, &sb.dir.path().join("notation"));
     let cert = home.generate_test_cert("signer.example");
     home.sign(&pinned);

@@ -226,13 +226,6 @@ impl Cache {
                 continue;
             };
             let Some(format) = classify(&m) else { continue };
-            let record = |subject: Digest| SignatureRecord {
-                subject,
-                artifact: *d,
-                format: format.as_str().to_owned(),
-                signed_by: "(restored by fsck --repair: judged at the next check)".into(),
-                verified_at: 0,
-            };
             let subject = match m.subject() {
                 Some(s) => Digest::parse(s.digest().as_ref()).ok(),
                 // cosign's tag-scheme manifest names no subject: its payload does.
@@ -249,7 +242,13 @@ impl Cache {
                 }),
             };
             if let Some(subject) = subject.filter(|s| subjects.contains(s)) {
-                index.put_signature(&record(subject))?;
+                index.put_signature(&SignatureRecord {
+                    subject,
+                    artifact: *d,
+                    format: format.as_str().to_owned(),
+                    signed_by: "(restored by fsck --repair: judged at the next check)".into(),
+                    verified_at: 0,
+                })?;
                 restored.push(format!(
                     "restored the {} signature {d} of {subject}",
                     format.as_str()

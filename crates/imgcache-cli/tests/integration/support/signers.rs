@@ -39,7 +39,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use super::{Run, Sandbox, copy_between_registries, digest_of, env, output_of, path_str, to_run};
+use super::{
+    Manifest, PrivateRegistry, Run, Sandbox, copy_between_registries, digest_of, env, output_of,
+    path_str, to_run,
+};
 
 /// The password of every test key pair (given to cosign in its environment only; never printed).
 const COSIGN_TEST_PASSWORD: &str = "imgcache-test-key-password";
@@ -831,4 +834,13 @@ pub fn write_policy(sb: &Sandbox, scope: &str, requirement: Value) -> String {
     let path = sb.path("policy.json");
     fs::write(&path, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
     path.display().to_string()
+}
+
+/// busybox:v1-oci copied into a registry of the test's own (stopped when the first is dropped):
+/// the registry, its manifest, and `HOST:PORT/busybox@DIGEST`, what a test signs.
+pub fn private_busybox() -> (PrivateRegistry, Manifest, String) {
+    let reg = PrivateRegistry::start();
+    let m = reg.copy_from_main("busybox:v1-oci");
+    let pinned = format!("{}/busybox@{}", reg.addr, m.digest);
+    (reg, m, pinned)
 }
