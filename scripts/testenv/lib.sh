@@ -53,6 +53,19 @@ proc_alive() {
     tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -F -- "$2" >/dev/null
 }
 
+# pid_listens PID PORT : true if PID holds a listening TCP socket on PORT (its own fd, matched
+# by socket inode in /proc/net/tcp{,6}). An answer on the port alone proves nothing: another
+# process that took the port first answers just as well while PID fails to bind it.
+pid_listens() {
+  local hex inode
+  hex="$(printf ':%04X' "$2")"
+  for inode in $(awk -v p="$hex" '$4 == "0A" && substr($2, length($2) - 4) == p { print $10 }' \
+    /proc/net/tcp /proc/net/tcp6 2>/dev/null); do
+    find "/proc/$1/fd" -maxdepth 1 -lname "socket:\[$inode\]" 2>/dev/null | grep -q . && return 0
+  done
+  return 1
+}
+
 # docker_cli ARGS... : Debian's docker.io 20.10 client if installed (matches the daemon), else PATH's
 docker_cli() {
   if [ -x /usr/bin/docker ]; then /usr/bin/docker "$@"; else docker "$@"; fi

@@ -82,7 +82,7 @@ if [ -s "$PIDFILE" ]; then
   pid="$(cat "$PIDFILE")"
   if proc_alive "$pid" "$CONF"; then
     for _ in $(seq 1 50); do
-      if ready; then log "already running (pid $pid) at $URL"; echo "$pid"; exit 0; fi
+      if pid_listens "$pid" "$PORT" && ready; then log "already running (pid $pid) at $URL"; echo "$pid"; exit 0; fi
       sleep 0.2
     done
     log "pid $pid alive but $URL does not answer 200 (other port/mode?); stop it first"; exit 1
@@ -220,7 +220,9 @@ setsid nohup docker-registry serve "$CONF" >>"$CTL/registry.log" 2>&1 </dev/null
 pid=$!
 echo "$pid" >"$PIDFILE"
 for _ in $(seq 1 150); do
-  if ready; then log "ready (pid $pid); log $CTL/registry.log"; echo "$pid"; exit 0; fi
+  # Ready only when the answer comes from this registry: a port taken between the check above
+  # and the bind answers too (regression: a test's stopped registry "still answered").
+  if pid_listens "$pid" "$PORT" && ready; then log "ready (pid $pid); log $CTL/registry.log"; echo "$pid"; exit 0; fi
   pid_running "$pid" || { log "registry exited; log:"; tail -20 "$CTL/registry.log" >&2; rm -f "$PIDFILE"; exit 1; }
   sleep 0.1
 done

@@ -6,6 +6,8 @@ use std::io::{Read, Seek, SeekFrom};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::Duration;
 
@@ -49,9 +51,16 @@ impl Manifest {
 /// A free loopback port below the kernel's ephemeral range (32768 and up), so that no server
 /// of another test listening on port 0 gets it once this registry has stopped. Regression: a
 /// stopped private registry's port, taken at once by another test's `serve`, "still answered".
+/// Ports are handed out in turn from a random start, so two tests of this process never pick
+/// the same one at once (regression: two registries started on one port, and the one that
+/// failed to bind took the other's answer for its own).
 pub fn free_port() -> u16 {
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    static NEXT: OnceLock<AtomicU32> = OnceLock::new();
+    let next = NEXT.get_or_init(|| AtomicU32::new((nanos() % u64::from(COUNT)) as u32));
     loop {
-        let port = 20_000 + (nanos() % 12_000) as u16;
+        let port = (FIRST + next.fetch_add(1, Ordering::Relaxed) % COUNT) as u16;
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
@@ -195,4 +204,26 @@ impl LogMark {
         }
         out
     }
+}
+
+/// Regression: `start-registry.sh` took an answer on the port for its own registry's, so a
+/// registry that had failed to bind a port another process held was reported ready (and a
+/// test's stopped registry "still answered"). Here the registry runs on its own port and is
+/// asked for the main test registry's port, which answers 200: that is not this registry.
+#[test]
+fn start_registry_never_takes_another_registrys_answer_for_its_own() {
+    let reg = PrivateRegistry::start();
+    let other_port = registry().rsplit_once(':').unwrap().1;
+    let data = reg.dir.path().join("data");
+    let r = output_of(
+        Command::new("bash")
+            .arg(testenv_script("start-registry.sh"))
+            .arg(other_port)
+            .arg(&data),
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stdout.trim().is_empty(), "printed a PID: {}", r.stdout);
+    assert!(r.stderr.contains("does not answer"), "{}", r.stderr);
+    // The registry itself is untouched and still the one on its port.
+    assert!(TcpStream::connect(&reg.addr).is_ok());
 }
