@@ -50,7 +50,7 @@ pid_running() {
 # proc_alive PID PATTERN : true if PID is a live (non-zombie) process whose cmdline contains PATTERN
 proc_alive() {
   [ -n "$1" ] && [ -e "/proc/$1" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ] &&
-    tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -F -- "$2" >/dev/null
+    { tr '\0' ' ' <"/proc/$1/cmdline"; } 2>/dev/null | grep -F -- "$2" >/dev/null
 }
 
 # pid_listens PID PORT : true if PID holds a listening TCP socket on PORT (its own fd, matched

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -195,6 +195,21 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+
+    /// The same error with `stand_in`, wherever it is the path named, replaced by `named`: a
+    /// temporary file stood in for what the user gave.
+    pub(crate) fn naming(mut self, stand_in: &Path, named: &Path) -> Self {
+        if let Error::NotFound { path }
+        | Error::Io { path, .. }
+        | Error::Archive { path, .. }
+        | Error::NoSuchImage { path, .. }
+        | Error::AmbiguousImage { path, .. } = &mut self
+            && path == stand_in
+        {
+            *path = named.into();
+        }
+        self
     }
 
     pub(crate) fn archive(path: impl Into<PathBuf>, problem: Problem) -> Self {

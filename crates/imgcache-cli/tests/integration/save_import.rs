@@ -764,3 +764,38 @@ fn save_of_an_image_with_a_corrupt_stored_blob_fails_and_leaves_no_file() {
     assert!(!written, "a save that failed left {}", file.display());
     assert!(c.run(&["save", &reference, "-o", "-"]).code != 0);
 }
+
+/// Regression: an import of a layout directory that failed after the archive was open (here
+/// `--image` picks nothing) named the temporary tar the directory was packed into.
+#[test]
+fn a_layout_directory_import_that_picks_nothing_names_the_directory_not_its_temporary_tar() {
+    let sb = Sandbox::new();
+    let name = format!("{}/busybox:v1-oci", registry());
+    sb.pull(&name);
+    let oci = sb.path("busybox.oci.tar");
+    sb.save(&name, "oci", &oci);
+    let layout = sb.path("layout");
+    fs::create_dir(&layout).unwrap();
+    checked_stdout(
+        std::process::Command::new("tar").args(["-xf", path_str(&oci), "-C", path_str(&layout)]),
+        "tar -x",
+    );
+
+    let fresh = Sandbox::new();
+    let run = fresh.run(&[
+        "import",
+        path_str(&layout),
+        "--image",
+        "example.test/none:1",
+    ]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("{}: no image matches", layout.display())),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("layout.tar"), "{}", run.stderr);
+    assert!(fresh.refs().is_empty(), "{:?}", fresh.refs());
+    assert_eq!(listing(&fresh.root.join("ingest")).len(), 0);
+}

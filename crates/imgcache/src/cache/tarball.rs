@@ -256,20 +256,25 @@ impl Cache {
         select: Option<&str>,
         policy: Option<&Policy>,
     ) -> Result<Vec<ImportReport>, Error> {
-        let packed = match path.is_dir() {
-            true => Some(self.pack_layout(path)?),
-            false => None,
-        };
-        // A refusal names the directory the user gave, not its temporary tar.
-        let archive = Archive::open(packed.as_ref().map_or(path, |p| p.0.as_path())).map_err(
-            |e| match e {
-                Error::Archive { problem, .. } => Error::Archive {
-                    path: path.into(),
-                    problem,
-                },
-                e => e,
-            },
-        )?;
+        if !path.is_dir() {
+            return self.import_archive(path, path, tag, select, policy);
+        }
+        let packed = self.pack_layout(path)?;
+        // Every error names the directory the user gave, not its temporary tar.
+        self.import_archive(&packed.0, path, tag, select, policy)
+            .map_err(|e| e.naming(&packed.0, path))
+    }
+
+    /// [`Self::import`] of the archive file `file`, which messages call `path`.
+    fn import_archive(
+        &self,
+        file: &Path,
+        path: &Path,
+        tag: Option<&str>,
+        select: Option<&str>,
+        policy: Option<&Policy>,
+    ) -> Result<Vec<ImportReport>, Error> {
+        let archive = Archive::open(file)?;
         let images: Vec<&ArchiveImage> = match select {
             Some(sel) => archive.select(sel)?,
             None => archive.images.iter().collect(),
