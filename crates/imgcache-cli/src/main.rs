@@ -752,7 +752,10 @@ async fn run(cli: &Cli) -> Result<u8> {
 }
 
 async fn serve(cli: &Cli, args: &ServeArgs) -> Result<u8> {
-    let cache = Arc::new(open_cache(cli, Some(&args.registry))?);
+    let mut opts = cache_options(cli, Some(&args.registry))?;
+    // Should a mirror configuration send its pull-through back here, it is told apart.
+    opts.registry.serve_id = Some(imgcache::serve::instance_id());
+    let cache = Arc::new(Cache::open_with(opts)?);
     let scheme = if args.tls_cert.is_some() {
         "https"
     } else {

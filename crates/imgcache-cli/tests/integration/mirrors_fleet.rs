@@ -834,3 +834,118 @@ fn serve_does_not_pull_through_a_blocked_registry() {
     let (status, _) = serving.stop();
     assert!(status.success());
 }
+
+/// `serve`'s pull-through goes where a pull goes: the mirror its registries.conf names, so a
+/// node serve keeps working for its engines when only the site mirror can be reached.
+/// Regression: serve asked the origin alone, and with the origin down served nothing new.
+#[test]
+fn serve_pulls_through_the_mirror_of_its_registries_conf_with_the_origin_down() {
+    assert_system_drop_ins_configure_no_registry();
+    let mut origin = PrivateRegistry::start();
+    let img = fresh_image("serve-mirror", &[200_000, 30_000]);
+    let repo = img.repo.as_str();
+    copy_image(&img, &origin.addr, repo);
+    let remote = format!("http://{}", origin.addr);
+    let mirror = PrivateRegistry::start_mode("proxy", &[("REMOTE_URL", &remote)]);
+    let o = origin.addr.clone();
+    let conf = registries_conf(&o, &o, &[(&mirror.addr, "")]);
+    // A first home fills the mirror; then the origin goes away.
+    Node::new(&conf).pull(&[&origin.reference(&format!("{repo}:v1"))]);
+    wait_until_stored(&mirror, repo, &img);
+    origin.stop();
+
+    let node = Node::new(&conf);
+    let conf_path = path_str(&node.conf).to_owned();
+    let serving = Serving::start_with_env(
+        &node.sb,
+        &[],
+        &[("CONTAINERS_REGISTRIES_CONF", conf_path.as_str())],
+    );
+    let mirror_log = mirror.mark();
+    let client = Sandbox::new();
+    let through = format!("{}/{}/{repo}:v1", serving.addr, o.replace(':', "__"));
+    let doc = client.json(&["pull", &through]);
+    assert_eq!(
+        doc["manifest_digest"],
+        img.manifest_digest.as_str(),
+        "{doc:#}"
+    );
+    assert_eq!(doc["image_id"], img.config_digest.as_str(), "{doc:#}");
+    let by_serve: Vec<Hit> = hits(&mirror_log)
+        .into_iter()
+        .filter(|h| h.agent.contains(" serve/"))
+        .collect();
+    assert!(
+        by_serve.iter().any(|h| h.manifest_get(repo) == Some("v1")),
+        "{by_serve:#?}"
+    );
+    assert_eq!(blob_gets(&by_serve, repo), once_each(&img), "{by_serve:#?}");
+    assert_eq!(
+        node.sb.refs(),
+        vec![format!("{o}/{repo}:v1")],
+        "the serve's cache records the origin's name"
+    );
+    node.sb
+        .assert_fsck_deep_clean_at(&node.sb.root, "serve's cache");
+    let (status, stderr) = serving.stop();
+    assert!(status.success(), "{stderr}");
+}
+
+/// `serve --print-config podman` writes a registries.conf mirror that names the serve, and
+/// the serve on the same machine reads it too. Its pull-through then reaches itself first:
+/// that request is answered from the cache (here: not there, at once), and the origin next.
+/// Regression guard: without telling its own requests apart, the serve waited on itself.
+#[test]
+fn serve_named_as_a_mirror_by_its_own_registries_conf_never_waits_on_itself() {
+    assert_system_drop_ins_configure_no_registry();
+    let origin = PrivateRegistry::start();
+    let img = fresh_image("serve-self-mirror", &[50_000]);
+    let repo = img.repo.as_str();
+    copy_image(&img, &origin.addr, repo);
+    let node = Node::new(&Config::RegistriesConf(String::new()));
+    let conf_path = path_str(&node.conf).to_owned();
+    let serving = Serving::start_with_env(
+        &node.sb,
+        &[],
+        &[("CONTAINERS_REGISTRIES_CONF", conf_path.as_str())],
+    );
+    let (o, served) = (origin.addr.clone(), serving.addr.clone());
+    let prefix = o.replace(':', "__");
+    // Read at the first pull-through, so written now that the serve's address is known.
+    fs::write(
+        &node.conf,
+        format!(
+            "[[registry]]\nprefix = \"{o}\"\nlocation = \"{o}\"\n\n\
+             [[registry.mirror]]\nlocation = \"{served}/{prefix}\"\ninsecure = true\n"
+        ),
+    )
+    .unwrap();
+    let origin_log = origin.mark();
+    let client = Sandbox::new();
+    let doc = client.json(&["pull", &format!("{served}/{prefix}/{repo}:v1")]);
+    assert_eq!(
+        doc["manifest_digest"],
+        img.manifest_digest.as_str(),
+        "{doc:#}"
+    );
+    assert_eq!(doc["image_id"], img.config_digest.as_str(), "{doc:#}");
+    let at_origin = hits(&origin_log);
+    assert_eq!(
+        blob_gets(&at_origin, repo),
+        once_each(&img),
+        "{at_origin:#?}"
+    );
+    let (status, stderr) = serving.stop();
+    assert!(status.success(), "{stderr}");
+    // It asked itself once and was told at once that its cache lacks the image.
+    let asked_itself: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains(&format!("{served}/{prefix}/{repo} failed")))
+        .collect();
+    assert_eq!(asked_itself.len(), 1, "{stderr}");
+    assert!(
+        asked_itself[0].contains("not found in the registry"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("timed out"), "{stderr}");
+}

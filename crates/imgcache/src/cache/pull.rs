@@ -26,6 +26,14 @@ const PARALLEL_DOWNLOADS: usize = 4;
 /// Attempts per blob when the connection breaks mid-body (each resumes where it stopped).
 const BLOB_ATTEMPTS: u32 = 5;
 
+/// One host to fetch a reference from: the client to ask it with (a mirror's sends what
+/// its configuration wants, `?ns=`) and the reference as that host names it.
+#[derive(Clone)]
+pub(super) struct Host {
+    pub via: RegistryClient,
+    pub route: Reference,
+}
+
 /// What `pull` should do.
 #[derive(Clone, Default)]
 pub struct PullOptions {
@@ -101,36 +109,13 @@ impl Cache {
             return Err(Error::NotCached { reference: name });
         }
         self.store.sweep_ingest(STALE_INGEST).ok();
-        let mirrors = self.mirrors()?;
-        let sources = mirrors.sources(&reference)?;
-        // Settings a pattern gives this reference's registry (a `*.example.com` entry's
-        // `insecure`, the top-level settings of `_default/hosts.toml`) are not in the shared
-        // client's options, which hold the per-host ones only: a client of its own then.
-        let shared = self.client()?;
-        let mut own = self.registry.clone();
-        for (host, settings) in mirrors.host_settings_for(&reference) {
-            own.hosts.entry(host).or_insert(settings);
-        }
-        let client = if own.hosts == shared.options().hosts {
-            shared.clone()
-        } else {
-            RegistryClient::new(own)?
-        };
-        let last = sources.len().saturating_sub(1);
+        let hosts = self.hosts(&reference, false)?;
+        let last = hosts.len().saturating_sub(1);
         let mut failure = None;
-        for (i, source) in sources.iter().enumerate() {
-            let route = Reference {
-                registry: source.registry.clone(),
-                repository: source.repository.clone(),
-                ..reference.clone()
-            };
-            let via = match source.role {
-                Role::Mirror => client.for_mirror(source.ns.as_deref()),
-                Role::Origin => client.clone(),
-            };
+        for (i, Host { via, route }) in hosts.iter().enumerate() {
             // A digest-pinned reference is checked against its digest whoever serves it.
-            let result = match via.fetch_manifest(&route).await {
-                Ok(top) => self.pull_top(&via, &reference, &route, top, opts).await,
+            let result = match via.fetch_manifest(route).await {
+                Ok(top) => self.pull_top(via, &reference, route, top, opts).await,
                 Err(e) => Err(e),
             };
             match result {
@@ -148,6 +133,44 @@ impl Cache {
             }
         }
         Err(failure.unwrap_or(Error::NotCached { reference: name }))
+    }
+
+    /// The hosts to fetch `reference` from, in order: the mirrors the configuration names for
+    /// it, then the origin (or where the configuration says it lives). `probe`: a client that
+    /// tries once, for a question the cache can answer if the host does not.
+    pub(super) fn hosts(&self, reference: &Reference, probe: bool) -> Result<Vec<Host>, Error> {
+        let mirrors = self.mirrors()?;
+        let sources = mirrors.sources(reference)?;
+        // Settings a pattern gives this reference's registry (a `*.example.com` entry's
+        // `insecure`, the top-level settings of `_default/hosts.toml`) are not in the shared
+        // client's options, which hold the per-host ones only: a client of its own then.
+        let shared = match probe {
+            true => self.probe_client()?,
+            false => self.client()?,
+        };
+        let mut own = shared.options().clone();
+        for (host, settings) in mirrors.host_settings_for(reference) {
+            own.hosts.entry(host).or_insert(settings);
+        }
+        let client = if own.hosts == shared.options().hosts {
+            shared.clone()
+        } else {
+            RegistryClient::new(own)?
+        };
+        Ok(sources
+            .into_iter()
+            .map(|source| Host {
+                via: match source.role {
+                    Role::Mirror => client.for_mirror(source.ns.as_deref()),
+                    Role::Origin => client.clone(),
+                },
+                route: Reference {
+                    registry: source.registry,
+                    repository: source.repository,
+                    ..reference.clone()
+                },
+            })
+            .collect())
     }
 
     /// The rest of a pull once the reference's manifest or index is in hand (`serve` asks the

@@ -1,5 +1,6 @@
 //! What `serve` asks of the cache: the repositories and tags it holds, a manifest by tag or
-//! digest (pulled through from the origin when allowed), and a blob made present.
+//! digest (pulled through when allowed, from the hosts a pull would use: the configured
+//! mirrors, then the origin), and a blob made present.
 //!
 //! The HTTP side (paths, headers, ranges, error bodies) is `crate::serve`; this room decides
 //! what the answer is.
@@ -71,6 +72,12 @@ impl Cache {
         Ok(Some(ServedBlob { file, len, _gc: gc }))
     }
 
+    /// The `serve/<ID>` its pull-through requests carry in their User-Agent, when set
+    /// ([`crate::registry::RegistryOptions::serve_id`]).
+    pub fn serve_id(&self) -> Option<&str> {
+        self.registry.serve_id.as_deref()
+    }
+
     /// The stored blob's size, or `None` when the store does not have it.
     pub fn blob_len(&self, digest: &Digest) -> Option<u64> {
         self.store.blob_size(digest)
@@ -101,8 +108,8 @@ impl Cache {
     }
 
     /// The manifest or index a request means. A digest is answered from the store without
-    /// asking anyone; a tag is asked at the origin first (one manifest request) and answered
-    /// from the cache when the origin cannot answer. What the cache lacks is pulled through:
+    /// asking anyone; a tag is asked first (one manifest request per host: the mirrors a pull
+    /// would use, then the origin) and answered from the cache when no host can answer. What the cache lacks is pulled through:
     /// an index gets every child manifest stored and this machine's platform pulled; a single
     /// manifest gets its image pulled. `offline` never leaves the cache. A signing tool's tag
     /// (`sha256-<hex>.sig`, `sha256-<hex>`) is answered with the signatures the cache kept, and
@@ -137,39 +144,49 @@ impl Cache {
                 reference: reference.to_string(),
             });
         }
-        // A registry that registries.conf blocks is not pulled through (what is cached stays
-        // served, as it would be from a tarball).
-        if let Err(e) = self.mirrors()?.sources(&reference) {
-            return fall_back(&reference, cached, e);
-        }
-        let _gc = blocking(|| self.store.gc_lock(LockMode::Shared))?;
-        // A tag has the cache to fall back on: the origin gets one try.
-        let asker = match wanted {
-            ManifestRef::Tag(_) => self.probe_client()?,
-            ManifestRef::Digest(_) => self.client()?,
-        };
-        let top = match asker.fetch_manifest(&reference).await {
-            Ok(top) => top,
+        // The hosts a pull would use, the mirrors first. A registry that registries.conf
+        // blocks is not pulled through (what is cached stays served, as from a tarball).
+        // A tag has the cache to fall back on: each host gets one try.
+        let full = match self.hosts(&reference, false) {
+            Ok(hosts) => hosts,
             Err(e) => return fall_back(&reference, cached, e),
         };
-        if cached.as_ref().is_some_and(|c| c.digest == top.digest) {
-            return Ok(top);
-        }
-        let client = self.client()?.clone();
-        let opts = PullOptions::default();
-        match self
-            .pull_top(&client, &reference, &reference, top.clone(), &opts)
-            .await
-        {
-            Ok(_) => Ok(top),
-            // Other platforms' clients can still use the index and its stored children.
-            Err(e @ Error::NoPlatform { .. }) => {
-                tracing::info!("{e}: serving the index without pulling an image");
-                blocking(|| self.store.put_bytes(&top.bytes))?;
-                Ok(top)
+        let ask = match wanted {
+            ManifestRef::Tag(_) => self.hosts(&reference, true)?,
+            ManifestRef::Digest(_) => full.clone(),
+        };
+        let _gc = blocking(|| self.store.gc_lock(LockMode::Shared))?;
+        let mut failure = None;
+        for (asker, host) in ask.iter().zip(&full) {
+            let top = match asker.via.fetch_manifest(&asker.route).await {
+                Ok(top) => top,
+                Err(e) => {
+                    failure = Some(next_host(&reference, &host.route, e));
+                    continue;
+                }
+            };
+            if cached.as_ref().is_some_and(|c| c.digest == top.digest) {
+                return Ok(top);
             }
-            Err(e) => fall_back(&reference, cached, e),
+            let opts = PullOptions::default();
+            match self
+                .pull_top(&host.via, &reference, &host.route, top.clone(), &opts)
+                .await
+            {
+                Ok(_) => return Ok(top),
+                // Other platforms' clients can still use the index and its stored children.
+                Err(e @ Error::NoPlatform { .. }) => {
+                    tracing::info!("{e}: serving the index without pulling an image");
+                    blocking(|| self.store.put_bytes(&top.bytes))?;
+                    return Ok(top);
+                }
+                Err(e) => failure = Some(next_host(&reference, &host.route, e)),
+            }
         }
+        let e = failure.unwrap_or_else(|| Error::NotCached {
+            reference: reference.to_string(),
+        });
+        fall_back(&reference, cached, e)
     }
 
     /// Makes the blob present in the store: true when it is there (already, or pulled through
@@ -192,16 +209,25 @@ impl Cache {
             return Ok(false);
         };
         let reference = origin.reference(None, Some(*digest));
-        if self.mirrors()?.sources(&reference).is_err() {
+        // One try per host and request: a client waiting on hosts that are down gets its 404
+        // soon (the download itself still resumes after a broken connection).
+        let Ok(hosts) = self.hosts(&reference, true) else {
             return Ok(false); // blocked by registries.conf
-        }
+        };
         let _gc = blocking(|| self.store.gc_lock(LockMode::Shared))?;
-        // One try per request: a client waiting on an origin that is down gets its 404 soon
-        // (the download itself still resumes after a broken connection).
-        let client = self.probe_client()?.clone();
-        self.fetch_blob(&client, &reference, &blob, &PullOptions::default())
-            .await?;
-        Ok(true)
+        let mut failure = None;
+        for host in &hosts {
+            let fetched = self
+                .fetch_blob(&host.via, &host.route, &blob, &PullOptions::default())
+                .await;
+            match fetched {
+                Ok(_) => return Ok(true),
+                Err(e) => failure = Some(next_host(&reference, &host.route, e)),
+            }
+        }
+        Err(failure.unwrap_or_else(|| Error::NotCached {
+            reference: reference.to_string(),
+        }))
     }
 
     /// The cached references of a repository, with the manifest each was recorded for
@@ -271,6 +297,16 @@ impl Cache {
         }
         Ok(None)
     }
+}
+
+/// A host's failure, logged as the next host is tried (the last one's is the answer's).
+fn next_host(reference: &Reference, route: &Reference, e: Error) -> Error {
+    tracing::warn!(
+        "{reference}: {}/{} failed: {e}",
+        route.registry,
+        route.repository
+    );
+    e
 }
 
 /// The cached manifest when the origin failed (with a warning that says so), else the failure.

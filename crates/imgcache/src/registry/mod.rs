@@ -134,6 +134,11 @@ pub struct RegistryOptions {
     /// Settings of one host (`host[:port]`, as endpoints are keyed) from a mirror configuration:
     /// they apply to that host only, on top of the ones above.
     pub hosts: HashMap<String, HostSettings>,
+    /// Set in a `serve`'s client: its requests say `serve/<ID>` in their User-Agent, so that a
+    /// request reaching that same serve (a mirror configuration naming it, as `serve
+    /// --print-config` writes for the engines of its own machine) is answered from the cache
+    /// and never pulled through again.
+    pub serve_id: Option<String>,
 }
 
 /// How to reach one host, as a mirror configuration says (registries.conf `insecure`, a
@@ -164,6 +169,7 @@ impl Default for RegistryOptions {
             connect_timeout: Duration::from_secs(15),
             max_retries: 4,
             hosts: HashMap::new(),
+            serve_id: None,
         }
     }
 }

@@ -84,8 +84,12 @@ impl RegistryClient {
         let settings = self.host_settings(registry, host);
         let tls = client_tls_config(opts, &settings, registry, host, self.inner.ca_certs.len())?;
         let proxies = Arc::new(proxies.clone());
+        let agent = match &opts.serve_id {
+            Some(id) => format!("{USER_AGENT} serve/{id}"),
+            None => USER_AGENT.to_owned(),
+        };
         reqwest::Client::builder()
-            .user_agent(USER_AGENT)
+            .user_agent(agent)
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(opts.connect_timeout)
             .read_timeout(opts.timeout)

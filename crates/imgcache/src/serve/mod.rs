@@ -3,8 +3,10 @@
 //! Every engine gets images through the distribution API, with their registry digest: manifests
 //! and indexes are served exactly as the registry served them (stored media type,
 //! `Docker-Content-Digest`, `ETag`), blobs as stored (with ranges). What the cache lacks is
-//! pulled through from the origin registry ([`crate::cache::Cache::serve_manifest`]), verified
-//! before it is served.
+//! pulled through, from the mirrors the machine's configuration names and then the origin
+//! registry ([`crate::cache::Cache::serve_manifest`]), verified before it is served. Set
+//! [`crate::registry::RegistryOptions::serve_id`] to an [`instance_id`], so that a mirror
+//! configuration naming this serve itself sends no request round in a loop.
 //!
 //! The rooms:
 //!
@@ -84,6 +86,15 @@ impl Default for ServeOptions {
             shutdown_grace: Duration::from_secs(10),
         }
     }
+}
+
+/// An ID no other serve running now has (process ID and start time), for
+/// [`crate::registry::RegistryOptions::serve_id`].
+pub fn instance_id() -> String {
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{}.{}", std::process::id(), started.as_nanos())
 }
 
 /// Request heads (start line and headers) larger than this get 431.

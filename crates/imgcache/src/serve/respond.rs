@@ -56,7 +56,35 @@ impl State {
         }
     }
 
-    async fn manifest(&self, origin: &Origin, wanted: &ManifestRef, asked: &str) -> Answer {
+    /// True when the request is this serve's own pull-through come back to it (a mirror
+    /// configuration names this serve): it is answered from the cache only, and apart from
+    /// the request it came from, which it would otherwise wait for.
+    fn is_its_own(&self, headers: &HeaderMap) -> bool {
+        let Some(id) = self.cache.serve_id() else {
+            return false;
+        };
+        headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|agent| {
+                agent
+                    .split(' ')
+                    .any(|w| w.strip_prefix("serve/") == Some(id))
+            })
+    }
+
+    async fn manifest(
+        &self,
+        origin: &Origin,
+        wanted: &ManifestRef,
+        asked: &str,
+        from_itself: bool,
+    ) -> Answer {
+        let failure = |e: Error| Failure::from_error(&e, "MANIFEST_UNKNOWN", asked);
+        if from_itself {
+            let m = self.cache.serve_manifest(origin, wanted, true).await;
+            return m.map(Arc::new).map_err(failure);
+        }
         let key = (origin.clone(), wanted.clone());
         let cell = lock(&self.inflight).entry(key.clone()).or_default().clone();
         let answer = cell
@@ -65,7 +93,7 @@ impl State {
                     .serve_manifest(origin, wanted, self.offline)
                     .await
                     .map(Arc::new)
-                    .map_err(|e| Failure::from_error(&e, "MANIFEST_UNKNOWN", asked))
+                    .map_err(failure)
             })
             .await
             .clone();
@@ -244,7 +272,10 @@ async fn respond(
                 ManifestRef::Tag(t) => asked(format!(":{t}")),
                 ManifestRef::Digest(d) => asked(format!("@{d}")),
             };
-            let m = state.manifest(origin, &reference, &what).await?;
+            let from_itself = state.is_its_own(req.headers());
+            let m = state
+                .manifest(origin, &reference, &what, from_itself)
+                .await?;
             Ok(manifest_response(&m, req.headers(), head))
         }
         (Route::Blob { digest, .. }, Some(origin)) => {
@@ -343,9 +374,10 @@ async fn blob_response(
             format!("blob {asked} is not in the cache, nor named by a cached manifest of it"),
         )
     };
+    let offline = state.offline || state.is_its_own(headers);
     let present = state
         .cache
-        .serve_blob(origin, digest, state.offline)
+        .serve_blob(origin, digest, offline)
         .await
         .map_err(|e| Failure::from_error(&e, "BLOB_UNKNOWN", &format!("blob {asked}")))?;
     if !present {
