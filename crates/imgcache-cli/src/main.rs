@@ -51,6 +51,9 @@ enum Command {
         /// combined (Docker 25+ layout, loads everywhere), legacy (pre-25 Docker), oci
         #[arg(long, default_value = "combined")]
         format: SaveFormat,
+        /// Leave the kept signatures out of an OCI file: one manifest, as `podman load` wants.
+        #[arg(long)]
+        no_signatures: bool,
     },
     /// Import an image archive of any dialect into the cache (verified deep first).
     Import {
@@ -404,10 +407,10 @@ fn open_cache(cli: &Cli, registry: Option<&RegistryArgs>) -> Result<Cache> {
 }
 
 /// Writes next to `path` and renames into place, so a failed save leaves no partial file.
+/// `save` is handed the file's writer as it is: `io::copy` moves blob bytes in the kernel only
+/// into a `BufWriter<File>`.
 fn save_to_file(
-    cache: &Cache,
-    reference: &str,
-    format: SaveFormat,
+    save: impl FnOnce(std::io::BufWriter<std::fs::File>) -> Result<imgcache::cache::SaveReport, Error>,
     path: &Path,
 ) -> Result<imgcache::cache::SaveReport> {
     let dir = path
@@ -438,7 +441,7 @@ fn save_to_file(
             source: e,
         })?;
         let writer = std::io::BufWriter::with_capacity(1 << 20, file);
-        let img = cache.save(reference, format, writer).map_err(|e| match e {
+        let img = save(writer).map_err(|e| match e {
             // Name the file being written, not the archive writer's placeholder.
             Error::Io { path: p, source } if p == Path::new(imgcache::archive::write::OUTPUT) => {
                 Error::Io {
@@ -638,17 +641,21 @@ async fn run(cli: &Cli) -> Result<u8> {
             reference,
             output,
             format,
+            no_signatures,
         } => {
             let cache = open_cache(cli, None)?;
+            let signatures = !no_signatures;
             let report = if output == "-" {
                 let stdout = std::io::stdout().lock();
-                cache.save(
+                cache.save_with(
                     reference,
                     *format,
+                    signatures,
                     std::io::BufWriter::with_capacity(1 << 20, stdout),
                 )?
             } else {
-                save_to_file(&cache, reference, *format, Path::new(output))?
+                let save = |out| cache.save_with(reference, *format, signatures, out);
+                save_to_file(save, Path::new(output))?
             };
             if output != "-" {
                 output::save(&report, reference, output, format, cli.json)?;

@@ -561,7 +561,19 @@ pub fn save(
         println!("  {note}");
     }
     if r.signatures > 0 {
-        println!("  with {} kept signatures", r.signatures);
+        // podman load refuses an index.json of several manifests; its oci-archive transport
+        // picks one by its ref.name, which a save by tag writes.
+        let tag = imgcache::Reference::parse(reference)
+            .ok()
+            .and_then(|r| r.tag);
+        let podman = match tag {
+            Some(tag) => format!("podman pull oci-archive:{output}:{tag}"),
+            None => "save by tag".into(),
+        };
+        println!(
+            "  with {} kept signatures: the file lists several manifests, which `podman load` refuses; use `{podman}`, or save with --no-signatures",
+            r.signatures
+        );
     }
     Ok(())
 }

@@ -229,6 +229,7 @@ impl Cache {
             let cut = ForEngine {
                 layers_in_engine: self.layers_in_engine(engine, &img),
                 inflate_layers: engine.takes_layers_uncompressed(),
+                signatures: false,
             };
             let send = |cut: ForEngine| {
                 engine.load_with(&mut |w: &mut dyn Write| {

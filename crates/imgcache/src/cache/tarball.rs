@@ -45,6 +45,8 @@ pub(super) struct ForEngine {
     pub layers_in_engine: usize,
     /// Layers decompressed on the way.
     pub inflate_layers: bool,
+    /// The kept signatures written beside the image (the OCI format only).
+    pub signatures: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -101,13 +103,31 @@ impl Cache {
     /// formats, with `index.json` naming that index, as Docker's containerd image store saves
     /// it: engines that keep distribution digests then know the image by the digest it was
     /// pulled by. Only the cached platform is in the file; [`SaveReport::index`] says so.
+    ///
+    /// The OCI format carries the image's kept signatures too (see [`Cache::save_with`]).
     pub fn save(
         &self,
         reference: &str,
         format: SaveFormat,
         out: impl Write,
     ) -> Result<SaveReport, Error> {
-        self.save_for_engine(reference, format, ForEngine::default(), out)
+        self.save_with(reference, format, true, out)
+    }
+
+    /// [`Cache::save`], with or without the kept signatures. Without, an OCI file holds one
+    /// manifest, which is what `podman load` reads (it refuses an `index.json` listing several).
+    pub fn save_with(
+        &self,
+        reference: &str,
+        format: SaveFormat,
+        signatures: bool,
+        out: impl Write,
+    ) -> Result<SaveReport, Error> {
+        let opts = ForEngine {
+            signatures,
+            ..ForEngine::default()
+        };
+        self.save_for_engine(reference, format, opts, out)
     }
 
     /// [`Cache::save`] for one engine (see [`ForEngine`]).
@@ -135,7 +155,7 @@ impl Cache {
         self.index().touch(&img.manifest_digest)?;
         // Only the OCI format has a place for signatures (`load` never asks for it).
         let signatures = match format {
-            SaveFormat::Oci => {
+            SaveFormat::Oci if engine.signatures => {
                 let top = index
                     .as_ref()
                     .map_or(img.manifest_digest.0, |(ix, _)| ix.digest);
