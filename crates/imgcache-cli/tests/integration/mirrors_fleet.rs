@@ -893,8 +893,9 @@ fn serve_pulls_through_the_mirror_of_its_registries_conf_with_the_origin_down() 
 
 /// `serve --print-config podman` writes a registries.conf mirror that names the serve, and
 /// the serve on the same machine reads it too. Its pull-through then reaches itself first:
-/// that request is answered from the cache (here: not there, at once), and the origin next.
-/// Regression guard: without telling its own requests apart, the serve waited on itself.
+/// that request is told "unknown" at once, and the origin is asked next. Regression guards:
+/// without telling its own requests apart, the serve waited on itself; answering them from
+/// its cache, it took its own cached tag for the upstream's and never saw the tag move.
 #[test]
 fn serve_named_as_a_mirror_by_its_own_registries_conf_never_waits_on_itself() {
     assert_system_drop_ins_configure_no_registry();
@@ -935,14 +936,27 @@ fn serve_named_as_a_mirror_by_its_own_registries_conf_never_waits_on_itself() {
         once_each(&img),
         "{at_origin:#?}"
     );
+
+    // The tag moves at the origin: the serve's next answer is the new image, not its own
+    // cached one handed back to it by itself.
+    let moved = fresh_image("serve-self-mirror-moved", &[40_000]);
+    copy_image(&moved, &o, repo);
+    let doc = Sandbox::new().json(&["pull", &format!("{served}/{prefix}/{repo}:v1")]);
+    assert_eq!(
+        doc["manifest_digest"],
+        moved.manifest_digest.as_str(),
+        "{doc:#}"
+    );
+    assert_eq!(doc["image_id"], moved.config_digest.as_str(), "{doc:#}");
+
     let (status, stderr) = serving.stop();
     assert!(status.success(), "{stderr}");
-    // It asked itself once and was told at once that its cache lacks the image.
+    // Each time it asked itself once and was told at once that it has nothing there.
     let asked_itself: Vec<&str> = stderr
         .lines()
         .filter(|l| l.contains(&format!("{served}/{prefix}/{repo} failed")))
         .collect();
-    assert_eq!(asked_itself.len(), 1, "{stderr}");
+    assert_eq!(asked_itself.len(), 2, "{stderr}");
     assert!(
         asked_itself[0].contains("not found in the registry"),
         "{stderr}"

@@ -772,14 +772,7 @@ fn a_layout_directory_import_that_picks_nothing_names_the_directory_not_its_temp
     let sb = Sandbox::new();
     let name = format!("{}/busybox:v1-oci", registry());
     sb.pull(&name);
-    let oci = sb.path("busybox.oci.tar");
-    sb.save(&name, "oci", &oci);
-    let layout = sb.path("layout");
-    fs::create_dir(&layout).unwrap();
-    checked_stdout(
-        std::process::Command::new("tar").args(["-xf", path_str(&oci), "-C", path_str(&layout)]),
-        "tar -x",
-    );
+    let layout = sb.save_layout_dir(&name, "layout");
 
     let fresh = Sandbox::new();
     let run = fresh.run(&[

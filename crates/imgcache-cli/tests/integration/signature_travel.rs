@@ -404,14 +404,7 @@ fn a_layout_directory_whose_blob_links_outside_it_is_refused_and_nothing_outside
     reg.copy_from_main("busybox:v1-oci");
     let name = format!("{}/busybox:v1-oci", reg.addr);
     sb.json(&["pull", &name]);
-    let oci = sb.path("busybox.oci.tar");
-    sb.save(&name, "oci", &oci);
-    let layout = sb.path("layout");
-    fs::create_dir(&layout).unwrap();
-    checked_stdout(
-        std::process::Command::new("tar").args(["-xf", path_str(&oci), "-C", path_str(&layout)]),
-        "tar -x",
-    );
+    let layout = sb.save_layout_dir(&name, "layout");
     // The largest blob (a layer) becomes a link to a file outside the layout.
     let blobs = layout.join("blobs/sha256");
     let largest = fs::read_dir(&blobs)

@@ -57,8 +57,9 @@ impl State {
     }
 
     /// True when the request is this serve's own pull-through come back to it (a mirror
-    /// configuration names this serve): it is answered from the cache only, and apart from
-    /// the request it came from, which it would otherwise wait for.
+    /// configuration names this serve). It is told "unknown" at once: this serve has nothing
+    /// it does not have, and an answer from its cache would pass for the upstream's (a tag
+    /// never refreshed), or wait on the very request that sent it.
     fn is_its_own(&self, headers: &HeaderMap) -> bool {
         let Some(id) = self.cache.serve_id() else {
             return false;
@@ -73,18 +74,7 @@ impl State {
             })
     }
 
-    async fn manifest(
-        &self,
-        origin: &Origin,
-        wanted: &ManifestRef,
-        asked: &str,
-        from_itself: bool,
-    ) -> Answer {
-        let failure = |e: Error| Failure::from_error(&e, "MANIFEST_UNKNOWN", asked);
-        if from_itself {
-            let m = self.cache.serve_manifest(origin, wanted, true).await;
-            return m.map(Arc::new).map_err(failure);
-        }
+    async fn manifest(&self, origin: &Origin, wanted: &ManifestRef, asked: &str) -> Answer {
         let key = (origin.clone(), wanted.clone());
         let cell = lock(&self.inflight).entry(key.clone()).or_default().clone();
         let answer = cell
@@ -93,7 +83,7 @@ impl State {
                     .serve_manifest(origin, wanted, self.offline)
                     .await
                     .map(Arc::new)
-                    .map_err(failure)
+                    .map_err(|e| Failure::from_error(&e, "MANIFEST_UNKNOWN", asked))
             })
             .await
             .clone();
@@ -234,6 +224,18 @@ async fn respond(
         Some(o) => format!("{o}{what}"),
         None => what,
     };
+    if matches!(route, Route::Manifest { .. } | Route::Blob { .. })
+        && state.is_its_own(req.headers())
+    {
+        return Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            "NAME_UNKNOWN",
+            format!(
+                "{}: asked by this serve itself (a mirror configuration names it)",
+                asked(String::new())
+            ),
+        ));
+    }
     match (route, origin.as_ref()) {
         (Route::Base, _) => Ok(json_response(StatusCode::OK, "{}", head)),
         (Route::Catalog, _) => {
@@ -272,10 +274,7 @@ async fn respond(
                 ManifestRef::Tag(t) => asked(format!(":{t}")),
                 ManifestRef::Digest(d) => asked(format!("@{d}")),
             };
-            let from_itself = state.is_its_own(req.headers());
-            let m = state
-                .manifest(origin, &reference, &what, from_itself)
-                .await?;
+            let m = state.manifest(origin, &reference, &what).await?;
             Ok(manifest_response(&m, req.headers(), head))
         }
         (Route::Blob { digest, .. }, Some(origin)) => {
@@ -374,10 +373,9 @@ async fn blob_response(
             format!("blob {asked} is not in the cache, nor named by a cached manifest of it"),
         )
     };
-    let offline = state.offline || state.is_its_own(headers);
     let present = state
         .cache
-        .serve_blob(origin, digest, offline)
+        .serve_blob(origin, digest, state.offline)
         .await
         .map_err(|e| Failure::from_error(&e, "BLOB_UNKNOWN", &format!("blob {asked}")))?;
     if !present {

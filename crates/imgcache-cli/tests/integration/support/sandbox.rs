@@ -179,6 +179,19 @@ impl Sandbox {
         self.json(&["save", reference, "-o", path_str(out), "--format", format])
     }
 
+    /// `save REF --format oci`, unpacked: an OCI layout directory `DIR` in the sandbox.
+    pub fn save_layout_dir(&self, reference: &str, dir: &str) -> PathBuf {
+        let oci = self.path(&format!("{dir}.oci.tar"));
+        self.save(reference, "oci", &oci);
+        let layout = self.path(dir);
+        std::fs::create_dir(&layout).unwrap();
+        checked_stdout(
+            Command::new("tar").args(["-xf", path_str(&oci), "-C", path_str(&layout)]),
+            "tar -x",
+        );
+        layout
+    }
+
     /// `--json save REF -o -`: the tarball, and nothing else, on stdout.
     pub fn save_to_stdout(&self, reference: &str, format: &str) -> Vec<u8> {
         checked_stdout(
