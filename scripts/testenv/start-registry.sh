@@ -19,6 +19,11 @@
 #               (http.tls.clientcas: DATADIR/_ctl/tls/client-ca.pem). client.cert + client.key
 #               are signed by it (clientAuth); wrong-client.cert + wrong-client.key by an
 #               unrelated CA. Docker's certs.d names: ca.crt, client.cert, client.key.
+#     token:    plain http, Docker's token auth (what Docker Hub, GHCR and Harbor speak): the
+#               registry sends clients to $TOKEN_REALM (required, e.g. http://127.0.0.1:PORT/token)
+#               and checks the tokens' signature against DATADIR/_ctl/token/token.crt, which this
+#               script makes with its key (token.key). Run token-server.py PORT DATADIR/_ctl/token
+#               as that realm; it may start after the registry.
 #     proxy:    plain http, a pull-through cache (distribution's proxy mode) of $REMOTE_URL
 #               (required, e.g. http://127.0.0.1:5000), with $REMOTE_USER/$REMOTE_PASS as its
 #               username/password when set (distribution 2.8 uses them for a token-auth remote
@@ -33,7 +38,7 @@
 #   Note: registry 2.8 answers a manifest GET without Accept with schema1 (signed, other digest)
 #   and hides OCI manifests/indexes unless their media type is in Accept.
 set -euo pipefail
-USAGE="usage: start-registry.sh PORT DATADIR [[htpasswd+](plain|tls|selfsigned|mtls)|htpasswd|proxy]"
+USAGE="usage: start-registry.sh PORT DATADIR [[htpasswd+](plain|tls|selfsigned|mtls)|htpasswd|token|proxy]"
 PORT="${1:?$USAGE}"
 DATADIR="${2:?$USAGE}"
 MODE="${3:-plain}"
@@ -42,7 +47,7 @@ REG_PASS="${REG_PASS:-testpass}"
 log() { echo "[start-registry:$PORT] $*" >&2; }
 
 case "$MODE" in
-  plain | htpasswd | tls | htpasswd+tls | selfsigned | htpasswd+selfsigned | mtls | htpasswd+mtls | proxy) ;;
+  plain | htpasswd | tls | htpasswd+tls | selfsigned | htpasswd+selfsigned | mtls | htpasswd+mtls | token | proxy) ;;
   *) log "bad MODE $MODE"; exit 2 ;;
 esac
 SAN="${REG_TLS_SAN:-IP:127.0.0.1,DNS:localhost}"
@@ -52,7 +57,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$HERE/lib.sh"
 deps=(docker-registry:docker-registry curl:curl)
 [[ "$MODE" == *htpasswd* ]] && deps+=(htpasswd:apache2-utils)
-[[ "$MODE" == *tls* || "$MODE" == *selfsigned* ]] && deps+=(openssl:openssl)
+[[ "$MODE" == *tls* || "$MODE" == *selfsigned* || "$MODE" == token ]] && deps+=(openssl:openssl)
 need_cmds "${deps[@]}"
 
 mkdir -p "$DATADIR"
@@ -75,7 +80,10 @@ fi
 if [[ "$MODE" == *htpasswd* ]]; then curl_extra+=(-u "$REG_USER:$REG_PASS"); fi
 URL="$scheme://127.0.0.1:$PORT/v2/"
 
-ready() { [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "${curl_extra[@]}" "$URL" 2>/dev/null)" = 200 ]; }
+# A token registry answers /v2/ 401 (with its Bearer challenge) to anyone without a token.
+want_code=200
+if [ "$MODE" = token ]; then want_code=401; fi
+ready() { [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "${curl_extra[@]}" "$URL" 2>/dev/null)" = "$want_code" ]; }
 
 # Idempotency: already running for this DATADIR?
 if [ -s "$PIDFILE" ]; then
@@ -176,6 +184,23 @@ if [[ "$MODE" == *selfsigned* ]]; then
   tls_block="  tls:
     certificate: $T/domain.crt
     key: $T/domain.key"
+fi
+
+if [ "$MODE" = token ]; then
+  : "${TOKEN_REALM:?token mode needs TOKEN_REALM (the token server URL, e.g. http://127.0.0.1:5002/token)}"
+  T="$CTL/token"
+  mkdir -p "$T"
+  if [ ! -s "$T/token.key" ] || [ ! -s "$T/token.crt" ]; then
+    log "creating the token signing key and certificate in $T"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=imgcache test token issuer" \
+      -keyout "$T/token.key" -out "$T/token.crt" 2>/dev/null
+  fi
+  auth_block="auth:
+  token:
+    realm: $TOKEN_REALM
+    service: imgcache-test-registry
+    issuer: imgcache-test-issuer
+    rootcertbundle: $T/token.crt"
 fi
 
 proxy_block=""

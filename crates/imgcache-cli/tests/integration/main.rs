@@ -31,3 +31,4 @@ mod signature_hostile;
 mod signature_travel;
 mod signatures;
 mod tls_proxies;
+mod token_auth;

@@ -33,17 +33,6 @@ fn multiarch() -> String {
     format!("{}/multiarch:v1", registry())
 }
 
-/// `skopeo inspect --raw` of `reference`, or `None` when the registry does not serve it.
-fn raw_at(reference: &str, extra: &[&str]) -> Option<Vec<u8>> {
-    let out = Command::new("skopeo")
-        .args(["inspect", "--tls-verify=false", "--raw"])
-        .args(extra)
-        .arg(format!("docker://{reference}"))
-        .output()
-        .expect("skopeo");
-    out.status.success().then_some(out.stdout)
-}
-
 /// (digest, size) of the config and the layers of a manifest.
 fn blobs_of(manifest: &[u8]) -> Vec<(String, u64)> {
     let doc: Value = serde_json::from_slice(manifest).unwrap();

@@ -618,13 +618,7 @@ impl RegistryClient {
             )));
         }
         let service = challenge.param("service").unwrap_or("");
-        let mut scopes = access.scopes(repository);
-        if let Some(s) = challenge.param("scope")
-            && !s.is_empty()
-            && !scopes.iter().any(|ours| ours == s)
-        {
-            scopes.push(s.to_owned());
-        }
+        let scopes = token_scopes(access.scopes(repository), challenge.param("scope"));
         let mut call = Call {
             method: Method::GET,
             url: url.clone(),
@@ -799,5 +793,29 @@ impl RegistryClient {
             out = out.replace(s.as_str(), "<redacted>");
         }
         out
+    }
+}
+
+/// The scopes a token is asked for: ours, then each of the challenge's (distribution joins
+/// several with spaces; each is its own `scope` parameter) that ours do not already cover.
+pub(super) fn token_scopes(mut ours: Vec<String>, challenge: Option<&str>) -> Vec<String> {
+    for theirs in challenge.unwrap_or("").split_whitespace() {
+        if !ours.iter().any(|o| scope_covers(o, theirs)) {
+            ours.push(theirs.to_owned());
+        }
+    }
+    ours
+}
+
+/// `repository:a/b:pull,push` covers `repository:a/b:pull`: the same resource, and at least
+/// its actions.
+fn scope_covers(ours: &str, theirs: &str) -> bool {
+    match (ours.rsplit_once(':'), theirs.rsplit_once(':')) {
+        (Some((resource, have)), Some((wanted_resource, wanted))) => {
+            resource == wanted_resource
+                && (wanted.split(',').filter(|a| !a.is_empty()))
+                    .all(|a| have.split(',').any(|h| h == a || h == "*"))
+        }
+        _ => ours == theirs,
     }
 }

@@ -647,3 +647,33 @@ async fn secrets_never_in_errors_logs_or_debug() {
     assert_eq!(Credentials::parse("nocolon"), None);
     assert_eq!(Credentials::parse(":p"), None);
 }
+
+/// Regression: a challenge naming two scopes (`scope="a b"`, as distribution writes them) was
+/// asked for as one `scope` parameter holding a space, and one ours covered was asked again.
+#[test]
+fn a_challenge_naming_two_scopes_is_asked_as_two_and_what_ours_cover_is_not_asked_again() {
+    use super::client::token_scopes;
+    let ours = vec!["repository:team/app:pull,push".to_owned()];
+    assert_eq!(
+        token_scopes(
+            ours.clone(),
+            Some("repository:team/app:pull repository:base/os:pull")
+        ),
+        ["repository:team/app:pull,push", "repository:base/os:pull"]
+    );
+    assert_eq!(
+        token_scopes(ours.clone(), Some("repository:team/app:delete")),
+        [
+            "repository:team/app:pull,push",
+            "repository:team/app:delete"
+        ]
+    );
+    assert_eq!(
+        token_scopes(ours.clone(), Some("  ")),
+        ["repository:team/app:pull,push"]
+    );
+    assert_eq!(
+        token_scopes(Vec::new(), Some("registry:catalog:*")),
+        ["registry:catalog:*"]
+    );
+}

@@ -284,6 +284,17 @@ pub fn skopeo_raw(reference: &str, extra: &[&str]) -> Vec<u8> {
     )
 }
 
+/// `skopeo inspect --raw` of `reference`, or `None` when the registry does not serve it.
+pub fn raw_at(reference: &str, extra: &[&str]) -> Option<Vec<u8>> {
+    let out = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", "--raw"])
+        .args(extra)
+        .arg(format!("docker://{reference}"))
+        .output()
+        .expect("skopeo");
+    out.status.success().then_some(out.stdout)
+}
+
 /// `skopeo copy` of `from` to `to`, two registry references: every platform, digests kept.
 pub fn copy_between_registries(from: &str, to: &str) {
     output_of(Command::new("skopeo").args([

@@ -15,6 +15,7 @@ mod serve;
 mod signers;
 mod tarballs;
 mod tmpfs;
+mod token_registry;
 
 pub use bytes::*;
 pub use connect_proxy::*;
@@ -29,6 +30,7 @@ pub use serve::*;
 pub use signers::*;
 pub use tarballs::*;
 pub use tmpfs::*;
+pub use token_registry::*;
 
 use std::collections::HashMap;
 use std::fs;
