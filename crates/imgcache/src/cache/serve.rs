@@ -111,9 +111,10 @@ impl Cache {
     /// asking anyone; a tag is asked first (one manifest request per host: the mirrors a pull
     /// would use, then the origin) and answered from the cache when no host can answer. What
     /// the cache lacks is pulled through: an index gets every child manifest stored and this
-    /// machine's platform pulled; a single manifest gets its image pulled. `offline` never leaves the cache. A signing tool's tag
-    /// (`sha256-<hex>.sig`, `sha256-<hex>`) is answered with the signatures the cache kept, and
-    /// never asked upstream: serve hands out only signatures a policy accepted.
+    /// machine's platform pulled; a single manifest gets its image pulled. `offline` never
+    /// leaves the cache. A signing tool's tag (`sha256-<hex>.sig`, `sha256-<hex>`) is answered
+    /// with the signatures the cache kept, and never asked upstream: serve hands out only
+    /// signatures a policy accepted.
     pub async fn serve_manifest(
         &self,
         origin: &Origin,

@@ -136,8 +136,8 @@ pub struct RegistryOptions {
     pub hosts: HashMap<String, HostSettings>,
     /// Set in a `serve`'s client: its requests say `serve/<ID>` in their User-Agent, so that a
     /// request reaching that same serve (a mirror configuration naming it, as `serve
-    /// --print-config` writes for the engines of its own machine) is answered from the cache
-    /// and never pulled through again.
+    /// --print-config` writes for the engines of its own machine) is told "unknown" at once
+    /// instead of being pulled through again.
     pub serve_id: Option<String>,
 }
 
