@@ -139,6 +139,18 @@ pub struct Run {
 }
 
 impl Run {
+    /// Fails when stdout or stderr holds any of `secrets`.
+    pub fn assert_shows_none(&self, secrets: &[String], ctx: &str) {
+        for s in secrets {
+            assert!(
+                !self.stdout.contains(s.as_str()) && !self.stderr.contains(s.as_str()),
+                "{ctx}: a secret is printed\nstdout:\n{}\nstderr:\n{}",
+                self.stdout,
+                self.stderr
+            );
+        }
+    }
+
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
             panic!(
