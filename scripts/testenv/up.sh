@@ -34,7 +34,7 @@ log() { echo "[up +$((SECONDS - t0))s] $*" >&2; }
 log "BASE=$BASE"
 need_cmds docker-registry:docker-registry skopeo:skopeo podman:podman dockerd:docker.io \
   containerd:containerd runc:runc umoci:umoci htpasswd:apache2-utils jq:jq openssl:openssl \
-  curl:curl gzip:gzip
+  curl:curl gzip:gzip python3:python3
 need_pkgs busybox-static time
 log "packages ok"
 

@@ -1,5 +1,6 @@
 //! Bearer tokens against a real registry that checks them: pull and push through Docker's
 //! token protocol (a Debian docker-registry in token mode, `token-server.py` as its realm).
+//! (token-server.py needs only python3, which scripts/testenv/up.sh installs if missing.)
 //! What each token asked for is read from the token server's log; what arrived, from the
 //! registry (skopeo with the same credentials).
 
